@@ -1,0 +1,269 @@
+#include "common/rpc/server.h"
+
+#include <utility>  // before asio: std::exchange for asio::awaitable under g++ 12
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include <boost/asio.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <fmt/format.h>
+
+#include "common/logging.h"
+#include "common/rpc/frame.h"
+#include "common/socket.h"
+#include "proto/rpc.pb.h"
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+namespace dfs::rpc {
+
+namespace {
+
+struct Conn : std::enable_shared_from_this<Conn> {
+  explicit Conn(tcp::socket s) : socket(std::move(s)), strand(asio::make_strand(socket.get_executor())) {}
+  tcp::socket socket;
+  asio::strand<asio::any_io_executor> strand;
+  std::deque<std::string> out;  // frames waiting to be written; touched on strand only
+  bool writing = false;
+  bool close_after_write = false;
+  std::atomic<uint32_t> in_flight{0};
+  std::string peer_ip;
+  std::string peer;
+};
+
+struct MethodEntry {
+  std::string name;
+  RpcServer::RawHandler handler;
+};
+
+}  // namespace
+
+struct RpcServer::Impl {
+  explicit Impl(Options o) : opts(std::move(o)), acceptor(io) {}
+
+  Options opts;
+  asio::io_context io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  tcp::acceptor acceptor;
+  std::unique_ptr<asio::thread_pool> pool;
+  std::vector<std::thread> io_threads;
+  std::unordered_map<uint32_t, MethodEntry> methods;  // read-only after Start()
+  std::mutex conns_mu;
+  std::set<std::shared_ptr<Conn>> conns;
+  std::atomic<bool> stopping{false};
+  uint16_t port = 0;
+
+  void Send(const std::shared_ptr<Conn>& c, std::string frame, bool close_after) {
+    asio::post(c->strand, [this, c, frame = std::move(frame), close_after]() mutable {
+      c->out.push_back(std::move(frame));
+      if (close_after) c->close_after_write = true;
+      if (!c->writing) WriteNext(c);
+    });
+  }
+
+  // Runs on c->strand.
+  void WriteNext(const std::shared_ptr<Conn>& c) {
+    if (c->out.empty()) {
+      c->writing = false;
+      if (c->close_after_write) CloseConn(c);
+      return;
+    }
+    c->writing = true;
+    asio::async_write(c->socket, asio::buffer(c->out.front()),
+                      asio::bind_executor(c->strand, [this, c](boost::system::error_code ec, size_t) {
+                        c->out.pop_front();
+                        if (ec) {
+                          c->out.clear();
+                          c->writing = false;
+                          CloseConn(c);
+                          return;
+                        }
+                        WriteNext(c);
+                      }));
+  }
+
+  void CloseConn(const std::shared_ptr<Conn>& c) {
+    boost::system::error_code ec;
+    c->socket.shutdown(tcp::socket::shutdown_both, ec);
+    c->socket.close(ec);
+    std::lock_guard<std::mutex> l(conns_mu);
+    conns.erase(c);
+  }
+
+  void Reply(const std::shared_ptr<Conn>& c, uint64_t call_id, const Status& s, std::string_view body,
+             bool close_after = false) {
+    proto::ResponseHeader h;
+    h.set_call_id(call_id);
+    h.set_code(static_cast<proto::StatusCode>(s.code()));
+    if (!s.ok()) h.set_message(s.message());
+    Send(c, EncodeFrame(h, s.ok() ? body : std::string_view()), close_after);
+  }
+
+  asio::awaitable<void> ReadLoop(std::shared_ptr<Conn> c) {
+    auto log = Log("rpc");
+    try {
+      for (;;) {
+        char lenbuf[4];
+        co_await asio::async_read(c->socket, asio::buffer(lenbuf), asio::use_awaitable);
+        uint32_t len = GetBE32(lenbuf);
+        if (len < 4 || len > kMaxFrameBytes) {
+          log->warn("{}: closing connection from {}: frame length {} is outside 4..{}", opts.name, c->peer, len,
+                    kMaxFrameBytes);
+          Reply(c, 0, Status::ProtocolError(fmt::format("frame length {} is outside 4..{}", len, kMaxFrameBytes)), {},
+                true);
+          co_return;
+        }
+        auto buf = std::make_shared<std::string>(len, '\0');
+        co_await asio::async_read(c->socket, asio::buffer(*buf), asio::use_awaitable);
+        proto::RequestHeader hdr;
+        std::string_view body;
+        Status s = DecodeFrame(*buf, &hdr, &body);
+        if (!s.ok()) {
+          log->warn("{}: closing connection from {}: {}", opts.name, c->peer, s.message());
+          Reply(c, 0, s, {}, true);
+          co_return;
+        }
+        auto it = methods.find(hdr.method());
+        if (it == methods.end()) {
+          Reply(c, hdr.call_id(),
+                Status::NotSupported(fmt::format("{} has no method number {}; is the client a newer version?",
+                                                 opts.name, hdr.method())),
+                {});
+          continue;
+        }
+        if (c->in_flight.load() >= opts.max_in_flight_per_connection) {
+          Reply(c, hdr.call_id(), Status::Unavailable("too many calls in flight on one connection; retry"), {});
+          continue;
+        }
+        c->in_flight++;
+        asio::post(*pool, [this, c, buf, body, hdr = std::move(hdr), entry = &it->second]() {
+          CallContext ctx;
+          ctx.peer_ip = c->peer_ip;
+          ctx.client_name = hdr.client_name();
+          ctx.user = hdr.user();
+          ctx.method = hdr.method();
+          ctx.deadline = std::chrono::steady_clock::now() +
+                         std::chrono::milliseconds(hdr.timeout_ms() ? hdr.timeout_ms() : 60'000);
+          std::string out;
+          Status st;
+          try {
+            st = entry->handler(ctx, body, &out);
+          } catch (const std::exception& e) {
+            st = Status::Internal(fmt::format("{} failed inside the server: {}", entry->name, e.what()));
+            Log("rpc")->error("{}: handler {} threw: {}", opts.name, entry->name, e.what());
+          }
+          Reply(c, hdr.call_id(), st, out);
+          c->in_flight--;
+        });
+      }
+    } catch (const boost::system::system_error&) {
+      // The peer went away or the server is shutting down.
+    }
+    asio::post(c->strand, [this, c] {
+      if (!c->writing) CloseConn(c);
+      else c->close_after_write = true;
+    });
+  }
+
+  asio::awaitable<void> AcceptLoop() {
+    auto log = Log("rpc");
+    while (!stopping) {
+      boost::system::error_code ec;
+      tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (stopping || ec == asio::error::operation_aborted) co_return;
+        log->warn("{}: accept failed: {}", opts.name, ec.message());
+        continue;
+      }
+      sock.set_option(tcp::no_delay(true), ec);
+      auto c = std::make_shared<Conn>(std::move(sock));
+      auto ep = c->socket.remote_endpoint(ec);
+      if (!ec) {
+        c->peer_ip = ep.address().to_string();
+        c->peer = fmt::format("{}:{}", c->peer_ip, ep.port());
+      }
+      {
+        std::lock_guard<std::mutex> l(conns_mu);
+        conns.insert(c);
+      }
+      asio::co_spawn(c->strand, ReadLoop(c), asio::detached);
+    }
+  }
+};
+
+RpcServer::RpcServer(Options options) : impl_(std::make_unique<Impl>(std::move(options))) {}
+
+RpcServer::~RpcServer() { Shutdown(); }
+
+void RpcServer::RegisterRaw(uint32_t method, std::string method_name, RawHandler handler) {
+  impl_->methods[method] = MethodEntry{std::move(method_name), std::move(handler)};
+}
+
+Status RpcServer::Start() {
+  auto& im = *impl_;
+  try {
+    auto addr = asio::ip::make_address(im.opts.bind_host.empty() ? "0.0.0.0" : im.opts.bind_host);
+    tcp::endpoint ep(addr, im.opts.port);
+    im.acceptor.open(ep.protocol());
+    im.acceptor.set_option(tcp::acceptor::reuse_address(true));
+    im.acceptor.bind(ep);
+    im.acceptor.listen(asio::socket_base::max_listen_connections);
+    im.port = im.acceptor.local_endpoint().port();
+  } catch (const boost::system::system_error& e) {
+    return Status::Unavailable(fmt::format("{} cannot listen on {}:{}: {}{}", im.opts.name, im.opts.bind_host,
+                                           im.opts.port, e.code().message(),
+                                           e.code() == asio::error::address_in_use
+                                               ? " (is another daemon already running there?)"
+                                               : ""));
+  }
+  im.pool = std::make_unique<asio::thread_pool>(static_cast<size_t>(std::max(1, im.opts.handler_threads)));
+  im.work.emplace(im.io.get_executor());
+  asio::co_spawn(im.io, im.AcceptLoop(), asio::detached);
+  for (int i = 0; i < std::max(1, im.opts.io_threads); ++i) {
+    im.io_threads.emplace_back([&im] { im.io.run(); });
+  }
+  return Status::OK();
+}
+
+void RpcServer::Shutdown() {
+  auto& im = *impl_;
+  if (im.stopping.exchange(true)) return;
+  if (im.io_threads.empty()) return;
+  asio::post(im.io, [&im] {
+    boost::system::error_code ec;
+    im.acceptor.close(ec);
+    std::set<std::shared_ptr<Conn>> conns;
+    {
+      std::lock_guard<std::mutex> l(im.conns_mu);
+      conns = im.conns;
+    }
+    for (auto& c : conns) {
+      asio::post(c->strand, [c] {
+        boost::system::error_code ec2;
+        c->socket.shutdown(tcp::socket::shutdown_both, ec2);
+        c->socket.close(ec2);
+      });
+    }
+  });
+  if (im.pool) im.pool->join();
+  im.work.reset();
+  im.io.stop();
+  for (auto& t : im.io_threads) t.join();
+  im.io_threads.clear();
+  std::lock_guard<std::mutex> l(im.conns_mu);
+  im.conns.clear();
+}
+
+uint16_t RpcServer::port() const { return impl_->port; }
+
+}  // namespace dfs::rpc

@@ -1,0 +1,73 @@
+// RpcServer: serves Protobuf calls over TCP (Boost.Asio). Frames are read by
+// coroutines on a small I/O pool; each call runs on a handler thread pool so a
+// handler may block (on a group commit, say) without stalling other calls. One
+// connection may have many calls in flight; replies go back as they finish.
+//
+// Register every method before Start(). Handlers are called concurrently from
+// handler threads and must be thread-safe. Shutdown() stops accepting, closes
+// connections and waits for running handlers; after it returns no handler runs.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace dfs::rpc {
+
+struct CallContext {
+  std::string peer_ip;      // the caller's address as this server sees it
+  std::string client_name;
+  std::string user;
+  uint32_t method = 0;
+  std::chrono::steady_clock::time_point deadline;
+};
+
+class RpcServer {
+ public:
+  struct Options {
+    std::string name = "rpc";            // in log lines
+    std::string bind_host = "127.0.0.1";
+    uint16_t port = 0;                   // 0 picks a free port
+    int io_threads = 1;
+    int handler_threads = 16;
+    uint32_t max_in_flight_per_connection = 1024;
+  };
+  // Gets the request body, fills the response body. A non-OK Status goes back
+  // to the caller as the call's error, and the response body is not sent.
+  using RawHandler = std::function<Status(const CallContext&, std::string_view request, std::string* response)>;
+
+  explicit RpcServer(Options options);
+  ~RpcServer();
+
+  void RegisterRaw(uint32_t method, std::string method_name, RawHandler handler);
+
+  // Typed registration: f(const CallContext&, const Req&, Resp*) -> Status.
+  template <typename Req, typename Resp, typename F>
+  void Register(uint32_t method, std::string method_name, F f) {
+    RegisterRaw(method, method_name,
+                [f = std::move(f), method_name](const CallContext& ctx, std::string_view in, std::string* out) {
+                  Req req;
+                  if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+                    return Status::ProtocolError("malformed request body for " + method_name);
+                  }
+                  Resp resp;
+                  Status s = f(ctx, req, &resp);
+                  if (s.ok()) resp.SerializeToString(out);
+                  return s;
+                });
+  }
+
+  Status Start();
+  void Shutdown();
+  uint16_t port() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dfs::rpc
