@@ -1,0 +1,39 @@
+// LeaseManager: who is writing which file. A client holds one lease covering
+// every file it has open for writing and renews it periodically; a file under
+// construction can only be changed by its lease holder until the lease goes
+// stale (the soft limit), after which another writer may take the file over.
+//
+// Thread-safety: thread-safe (one internal mutex).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+
+namespace dfs::namenode {
+
+class LeaseManager {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  void Add(const std::string& holder, uint64_t inode);
+  void Remove(const std::string& holder, uint64_t inode);
+  // Renews every lease of the holder; false when it holds none.
+  bool Renew(const std::string& holder);
+  // True when the holder has not renewed within `soft_limit` (or holds nothing).
+  bool IsStale(const std::string& holder, std::chrono::milliseconds soft_limit) const;
+  size_t NumLeases() const;
+
+ private:
+  struct Lease {
+    Clock::time_point renewed;
+    std::set<uint64_t> inodes;
+  };
+  mutable std::mutex mu_;
+  std::map<std::string, Lease> leases_;
+};
+
+}  // namespace dfs::namenode

@@ -1,0 +1,56 @@
+// NameNode: builds the namespace, block manager and RPC service from a Config
+// and runs the background monitor (dead DataNodes, replication work, safe
+// mode). main.cc only parses flags and calls Create/Start/Shutdown.
+//
+// Thread-safety: Start and Shutdown are called by one thread; accessors may be
+// called from any thread while running.
+#pragma once
+
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "common/config.h"
+#include "common/status.h"
+
+namespace dfs::rpc {
+class RpcServer;
+}
+
+namespace dfs::namenode {
+
+class BlockManager;
+class Namesystem;
+
+class NameNode {
+ public:
+  static Result<std::unique_ptr<NameNode>> Create(const Config& conf);
+  ~NameNode();
+
+  // Serves RPC and starts the monitor. Logs the address it listens on.
+  Status Start();
+  // Stops serving, then stops the monitor; the namespace stays durable.
+  void Shutdown();
+
+  uint16_t rpc_port() const;
+  const std::string& cluster_id() const;
+  Namesystem* namesystem() { return ns_.get(); }
+  BlockManager* block_manager() { return blocks_.get(); }
+
+ private:
+  explicit NameNode(const Config& conf);
+  void MonitorLoop();
+
+  Config conf_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<Namesystem> ns_;
+  std::unique_ptr<rpc::RpcServer> rpc_;
+  std::thread monitor_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+};
+
+}  // namespace dfs::namenode

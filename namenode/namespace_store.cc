@@ -1,0 +1,211 @@
+#include "namenode/namespace_store.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/write_batch.h>
+
+#include "namenode/key_prefix.h"
+
+namespace dfs::namenode {
+
+namespace {
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::OK();
+  if (s.IsNotFound()) return Status::NotFound(what + ": not found");
+  return Status::IOError(fmt::format("namespace database: {}: {}", what, s.ToString()));
+}
+
+}  // namespace
+
+Result<std::unique_ptr<NamespaceStore>> NamespaceStore::Open(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    return Status::IOError(fmt::format("cannot create the NameNode metadata directory {}: {}", dir, ec.message()));
+  }
+  rocksdb::Options opts;
+  opts.create_if_missing = true;
+  opts.IncreaseParallelism(2);
+  opts.max_background_jobs = 2;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(128 << 20);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  opts.write_buffer_size = 64 << 20;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(opts, dir, &db);
+  if (!s.ok()) {
+    std::string hint = s.IsIOError() && s.ToString().find("lock") != std::string::npos
+                           ? " (is another dfs-namenode already using this directory?)"
+                           : "";
+    return Status::IOError(fmt::format("cannot open the namespace database in {}: {}{}", dir, s.ToString(), hint));
+  }
+  auto store = std::unique_ptr<NamespaceStore>(new NamespaceStore());
+  store->db_.reset(db);
+  return store;
+}
+
+NamespaceStore::~NamespaceStore() {
+  if (db_) {
+    (void)db_->SyncWAL();
+    (void)db_->Close();
+  }
+}
+
+Result<proto::InodeRecord> NamespaceStore::GetDentry(uint64_t parent, std::string_view name) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), DentryKey(parent, name), &v);
+  if (s.IsNotFound()) return Status::NotFound(std::string(name));
+  DFS_RETURN_IF_ERROR(FromRocks(s, "read entry"));
+  proto::InodeRecord rec;
+  if (!rec.ParseFromString(v)) {
+    return Status::Corruption(fmt::format("namespace database: the record of '{}' in directory #{} does not parse",
+                                          name, parent));
+  }
+  return rec;
+}
+
+Status NamespaceStore::GetParent(uint64_t inode, uint64_t* parent, std::string* name) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), ParentKey(inode), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("inode {} does not exist", inode));
+  DFS_RETURN_IF_ERROR(FromRocks(s, "read parent index"));
+  if (v.size() < 8) return Status::Corruption(fmt::format("namespace database: bad parent index of inode {}", inode));
+  *parent = DecodeBE64(v);
+  name->assign(v, 8);
+  return Status::OK();
+}
+
+Result<proto::BlockRecord> NamespaceStore::GetBlock(uint64_t block_id) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), BlockKey(block_id), &v);
+  if (s.IsNotFound()) return Status::NotFound(fmt::format("block {} does not exist", block_id));
+  DFS_RETURN_IF_ERROR(FromRocks(s, "read block"));
+  proto::BlockRecord rec;
+  if (!rec.ParseFromString(v)) return Status::Corruption(fmt::format("namespace database: block {} does not parse", block_id));
+  return rec;
+}
+
+Result<std::string> NamespaceStore::GetMeta(std::string_view name) {
+  std::string v;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), MetaKey(name), &v);
+  if (s.IsNotFound()) return Status::NotFound(std::string(name));
+  DFS_RETURN_IF_ERROR(FromRocks(s, "read meta"));
+  return v;
+}
+
+Status NamespaceStore::ListDentries(uint64_t parent, std::string_view start_after,
+                                    const std::function<bool(std::string_view, const proto::InodeRecord&)>& fn) {
+  const std::string prefix = DentryPrefix(parent);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  std::string start = DentryKey(parent, start_after);
+  for (it->Seek(start); it->Valid(); it->Next()) {
+    rocksdb::Slice k = it->key();
+    if (!k.starts_with(prefix)) break;
+    std::string_view name(k.data() + prefix.size(), k.size() - prefix.size());
+    if (!start_after.empty() && name == start_after) continue;
+    if (parent == 0 && name.empty()) continue;  // the root's own record
+    proto::InodeRecord rec;
+    if (!rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return Status::Corruption(fmt::format("namespace database: entry '{}' of directory #{} does not parse", name, parent));
+    }
+    if (!fn(name, rec)) break;
+  }
+  return FromRocks(it->status(), "list directory");
+}
+
+Status NamespaceStore::ForEachDentry(
+    const std::function<void(uint64_t, std::string_view, const proto::InodeRecord&)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string prefix(1, kDentryPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() < 9) continue;
+    proto::InodeRecord rec;
+    if (!rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return Status::Corruption("namespace database: a directory entry does not parse");
+    }
+    fn(DecodeBE64(std::string_view(it->key().data() + 1, 8)),
+       std::string_view(it->key().data() + 9, it->key().size() - 9), rec);
+  }
+  return FromRocks(it->status(), "scan entries");
+}
+
+Status NamespaceStore::ForEachBlock(const std::function<void(uint64_t, const proto::BlockRecord&)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string prefix(1, kBlockPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    if (it->key().size() != 9) continue;
+    proto::BlockRecord rec;
+    if (!rec.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return Status::Corruption("namespace database: a block record does not parse");
+    }
+    fn(DecodeBE64(std::string_view(it->key().data() + 1, 8)), rec);
+  }
+  return FromRocks(it->status(), "scan blocks");
+}
+
+Result<uint64_t> NamespaceStore::Apply(rocksdb::WriteBatch* batch) {
+  rocksdb::WriteOptions wo;
+  wo.sync = false;  // WaitDurable() syncs for a whole group of batches
+  DFS_RETURN_IF_ERROR(FromRocks(db_->Write(wo, batch), "write"));
+  std::lock_guard<std::mutex> l(mu_);
+  return ++applied_;
+}
+
+Status NamespaceStore::WaitDurable(uint64_t ticket) {
+  std::unique_lock<std::mutex> l(mu_);
+  while (durable_ < ticket) {
+    if (!sync_error_.ok()) return sync_error_;
+    if (syncing_) {
+      cv_.wait(l);
+      continue;
+    }
+    syncing_ = true;
+    const uint64_t target = applied_;
+    l.unlock();
+    rocksdb::Status s = db_->SyncWAL();
+    l.lock();
+    syncing_ = false;
+    ++syncs_;
+    if (!s.ok()) {
+      sync_error_ = Status::IOError("namespace database: syncing the write-ahead log failed: " + s.ToString() +
+                                    "; restart the NameNode after checking its disk");
+    } else {
+      durable_ = std::max(durable_, target);
+    }
+    cv_.notify_all();
+  }
+  return Status::OK();
+}
+
+uint64_t NamespaceStore::sync_count() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return syncs_;
+}
+
+void PutDentry(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, const proto::InodeRecord& rec) {
+  (void)b->Put(DentryKey(parent, name), rec.SerializeAsString());
+}
+void DeleteDentry(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name) {
+  (void)b->Delete(DentryKey(parent, name));
+}
+void PutParent(rocksdb::WriteBatch* b, uint64_t inode, uint64_t parent, std::string_view name) {
+  (void)b->Put(ParentKey(inode), ParentValue(parent, name));
+}
+void DeleteParent(rocksdb::WriteBatch* b, uint64_t inode) { (void)b->Delete(ParentKey(inode)); }
+void PutBlock(rocksdb::WriteBatch* b, uint64_t block_id, const proto::BlockRecord& rec) {
+  (void)b->Put(BlockKey(block_id), rec.SerializeAsString());
+}
+void DeleteBlock(rocksdb::WriteBatch* b, uint64_t block_id) { (void)b->Delete(BlockKey(block_id)); }
+void PutMeta(rocksdb::WriteBatch* b, std::string_view name, std::string_view value) {
+  (void)b->Put(MetaKey(name), rocksdb::Slice(value.data(), value.size()));
+}
+
+}  // namespace dfs::namenode

@@ -1,0 +1,87 @@
+// NamespaceStore: the NameNode's durable state in RocksDB (layout in
+// key_prefix.h) with group commit.
+//
+// A mutation is applied with Apply(), which writes its WriteBatch to the WAL
+// and memtable without syncing and returns a ticket; the caller then releases
+// its namespace lock and calls WaitDurable(ticket) before acknowledging the
+// client. WaitDurable makes one caller the leader that fsyncs the WAL for every
+// batch applied so far, while the others wait for it: N concurrent clients cost
+// about one fsync, not N fsyncs serialised behind the namespace lock.
+//
+// Thread-safety: all methods are thread-safe. Apply() callers serialise
+// themselves (under the namespace lock) so that batches are validated against
+// the state they are applied to.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "proto/fsimage.pb.h"
+
+namespace rocksdb {
+class DB;
+class WriteBatch;
+}  // namespace rocksdb
+
+namespace dfs::namenode {
+
+class NamespaceStore {
+ public:
+  // Opens (creating if needed) the database under `dir`.
+  static Result<std::unique_ptr<NamespaceStore>> Open(const std::string& dir);
+  ~NamespaceStore();
+
+  // Point reads. NotFound when absent.
+  Result<proto::InodeRecord> GetDentry(uint64_t parent, std::string_view name);
+  // The (parent, name) of an inode, from the reverse index.
+  Status GetParent(uint64_t inode, uint64_t* parent, std::string* name);
+  Result<proto::BlockRecord> GetBlock(uint64_t block_id);
+  Result<std::string> GetMeta(std::string_view name);
+
+  // Iterates the entries of directory `parent` with names > start_after, in
+  // name order; fn returns false to stop.
+  Status ListDentries(uint64_t parent, std::string_view start_after,
+                      const std::function<bool(std::string_view name, const proto::InodeRecord&)>& fn);
+  // Iterates every directory entry (start-up load).
+  Status ForEachDentry(const std::function<void(uint64_t parent, std::string_view name, const proto::InodeRecord&)>& fn);
+  // Iterates every block record.
+  Status ForEachBlock(const std::function<void(uint64_t id, const proto::BlockRecord&)>& fn);
+
+  // Writes without syncing; the result is visible to readers at once.
+  Result<uint64_t> Apply(rocksdb::WriteBatch* batch);
+  // Returns once every batch up to `ticket` is fsynced in the WAL.
+  Status WaitDurable(uint64_t ticket);
+
+  // For statistics: how many WAL syncs have run (group commit shares them).
+  uint64_t sync_count() const;
+
+ private:
+  NamespaceStore() = default;
+
+  std::unique_ptr<rocksdb::DB> db_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t applied_ = 0;   // tickets handed out
+  uint64_t durable_ = 0;   // every ticket <= durable_ is synced
+  bool syncing_ = false;
+  Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
+  uint64_t syncs_ = 0;
+};
+
+// Helpers for building batches.
+void PutDentry(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, const proto::InodeRecord& rec);
+void DeleteDentry(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name);
+void PutParent(rocksdb::WriteBatch* b, uint64_t inode, uint64_t parent, std::string_view name);
+void DeleteParent(rocksdb::WriteBatch* b, uint64_t inode);
+void PutBlock(rocksdb::WriteBatch* b, uint64_t block_id, const proto::BlockRecord& rec);
+void DeleteBlock(rocksdb::WriteBatch* b, uint64_t block_id);
+void PutMeta(rocksdb::WriteBatch* b, std::string_view name, std::string_view value);
+
+}  // namespace dfs::namenode

@@ -1,0 +1,207 @@
+// Namesystem block operations: allocating blocks for writers, completing
+// files, and telling readers where blocks are.
+#include <set>
+
+#include <fmt/format.h>
+#include <rocksdb/write_batch.h>
+
+#include "common/logging.h"
+#include "namenode/key_prefix.h"
+#include "namenode/namesystem.h"
+
+namespace dfs::namenode {
+
+namespace {
+
+std::string U64(uint64_t v) {
+  std::string s;
+  AppendBE64(&s, v);
+  return s;
+}
+
+}  // namespace
+
+Status Namesystem::ResolveFileForWrite(const Caller& c, uint64_t inode_id, const std::string& path,
+                                       Entry* out) const {
+  if (inode_id != 0) {
+    uint64_t parent = 0;
+    std::string name;
+    Status s = store_->GetParent(inode_id, &parent, &name);
+    if (s.IsNotFound()) {
+      return Status::NotFound(fmt::format("{} was deleted while it was being written", path));
+    }
+    DFS_RETURN_IF_ERROR(s);
+    auto rec = store_->GetDentry(parent, name);
+    if (!rec.ok()) return rec.status();
+    *out = Entry{parent, name, std::move(rec).value()};
+  } else {
+    Chain chain;
+    DFS_RETURN_IF_ERROR(Resolve(path, &chain));
+    *out = chain.back();
+  }
+  if (out->rec.is_dir()) return Status::IsADirectory(fmt::format("'{}' is a directory", path));
+  if (!out->rec.under_construction()) {
+    return Status::LeaseConflict(fmt::format("{} is not open for writing (it was already closed)", path));
+  }
+  if (out->rec.lease_holder() != c.client_name) {
+    return Status::LeaseConflict(
+        fmt::format("{} is being written by another client ({})", path, out->rec.lease_holder()));
+  }
+  return Status::OK();
+}
+
+Status Namesystem::AddBlock(const Caller& c, const proto::AddBlockRequest& req, proto::AddBlockResponse* resp) {
+  uint64_t ticket = 0;
+  {
+    std::unique_lock l(mu_);
+    DFS_RETURN_IF_ERROR(CheckWritable());
+    Entry e;
+    DFS_RETURN_IF_ERROR(ResolveFileForWrite(c, req.inode_id(), req.path(), &e));
+    proto::InodeRecord& rec = e.rec;
+    rocksdb::WriteBatch batch;
+    const uint64_t prev = req.has_previous() ? req.previous().id() : 0;
+    const uint64_t last = rec.block_ids_size() ? rec.block_ids(rec.block_ids_size() - 1) : 0;
+    if (prev != last) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: the client says its last block is {} but the NameNode has {}; the write cannot continue", req.path(),
+          prev ? BlockName(BlockId(prev)) : "none", last ? BlockName(BlockId(last)) : "none"));
+    }
+    if (prev) {
+      DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(prev));
+      if (!br.committed()) {
+        br.set_num_bytes(req.previous().num_bytes());
+        br.set_committed(true);
+        PutBlock(&batch, prev, br);
+        rec.set_length(rec.length() + br.num_bytes());
+      }
+    }
+    std::set<std::string> excluded(req.excluded_uuids().begin(), req.excluded_uuids().end());
+    DFS_ASSIGN_OR_RETURN(auto targets, blocks_->ChooseTargets(rec.replication(), c.ip, excluded, rec.block_size()));
+    const uint64_t id = next_block_id_++;
+    const uint64_t gs = next_gen_stamp_++;
+    PutMeta(&batch, kMetaNextBlockId, U64(next_block_id_));
+    PutMeta(&batch, kMetaNextGenStamp, U64(next_gen_stamp_));
+    proto::BlockRecord br;
+    br.set_inode_id(rec.id());
+    br.set_gen_stamp(gs);
+    PutBlock(&batch, id, br);
+    rec.add_block_ids(id);
+    PutDentry(&batch, e.parent, e.name, rec);
+    DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
+    if (prev) blocks_->CommitBlock(BlockId(prev), req.previous().num_bytes());
+    blocks_->AddBlock(BlockId(id), InodeId(rec.id()), gs, rec.replication());
+    auto* lb = resp->mutable_block();
+    lb->mutable_block()->set_id(id);
+    lb->mutable_block()->set_gen_stamp(gs);
+    lb->set_offset(rec.length());
+    for (auto& t : targets) *lb->add_locations() = std::move(t);
+  }
+  leases_.Renew(c.client_name);
+  return store_->WaitDurable(ticket);
+}
+
+Status Namesystem::AbandonBlock(const Caller& c, const proto::AbandonBlockRequest& req) {
+  uint64_t ticket = 0;
+  {
+    std::unique_lock l(mu_);
+    DFS_RETURN_IF_ERROR(CheckWritable());
+    Entry e;
+    DFS_RETURN_IF_ERROR(ResolveFileForWrite(c, req.inode_id(), req.path(), &e));
+    proto::InodeRecord& rec = e.rec;
+    if (rec.block_ids_size() == 0 || rec.block_ids(rec.block_ids_size() - 1) != req.block().id()) {
+      return Status::InvalidArgument(fmt::format("{}: {} is not the file's last block, so it cannot be abandoned",
+                                                 req.path(), BlockName(BlockId(req.block().id()))));
+    }
+    rec.mutable_block_ids()->RemoveLast();
+    rocksdb::WriteBatch batch;
+    DeleteBlock(&batch, req.block().id());
+    PutDentry(&batch, e.parent, e.name, rec);
+    DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
+  }
+  DFS_RETURN_IF_ERROR(store_->WaitDurable(ticket));
+  blocks_->RemoveBlocks({req.block()});
+  return Status::OK();
+}
+
+Status Namesystem::Complete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp) {
+  uint64_t ticket = 0;
+  {
+    std::unique_lock l(mu_);
+    DFS_RETURN_IF_ERROR(CheckWritable());
+    Entry e;
+    DFS_RETURN_IF_ERROR(ResolveFileForWrite(c, req.inode_id(), req.path(), &e));
+    proto::InodeRecord& rec = e.rec;
+    const uint64_t last = rec.block_ids_size() ? rec.block_ids(rec.block_ids_size() - 1) : 0;
+    const uint64_t given = req.has_last() ? req.last().id() : 0;
+    if (given != last) {
+      return Status::InvalidArgument(fmt::format("{}: the client's last block is {} but the NameNode has {}",
+                                                 req.path(), given ? BlockName(BlockId(given)) : "none",
+                                                 last ? BlockName(BlockId(last)) : "none"));
+    }
+    rocksdb::WriteBatch batch;
+    if (last) {
+      DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(last));
+      if (!br.committed()) {
+        br.set_num_bytes(req.last().num_bytes());
+        br.set_committed(true);
+        PutBlock(&batch, last, br);
+        rec.set_length(rec.length() + br.num_bytes());
+      }
+      blocks_->CommitBlock(BlockId(last), br.num_bytes());
+    }
+    // Every block needs its minimum of reported replicas before the file closes.
+    const uint32_t need = std::min(opts_.min_replication, rec.replication());
+    for (uint64_t id : rec.block_ids()) {
+      uint32_t have = blocks_->LiveReplicas(BlockId(id));
+      if (have < need) {
+        resp->set_completed(false);
+        resp->set_waiting_for(fmt::format("{} has {} of the {} replicas needed", BlockName(BlockId(id)), have, need));
+        return Status::OK();
+      }
+    }
+    rec.set_under_construction(false);
+    rec.clear_lease_holder();
+    rec.set_mtime_ms(NowMs());
+    PutDentry(&batch, e.parent, e.name, rec);
+    DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
+    leases_.Remove(c.client_name, rec.id());
+    resp->set_completed(true);
+  }
+  return store_->WaitDurable(ticket);
+}
+
+Status Namesystem::GetBlockLocations(const Caller& c, const proto::GetBlockLocationsRequest& req,
+                                     proto::GetBlockLocationsResponse* resp) {
+  std::shared_lock l(mu_);
+  Chain chain;
+  DFS_RETURN_IF_ERROR(Resolve(req.path(), &chain));
+  const Entry& e = chain.back();
+  if (e.rec.is_dir()) return Status::IsADirectory(fmt::format("'{}' is a directory, not a file", req.path()));
+  ToFileStatus(e.name, e.rec, resp->mutable_status());
+  const uint64_t begin = req.offset();
+  const uint64_t end = req.length() ? begin + req.length() : UINT64_MAX;
+  uint64_t pos = 0;
+  for (uint64_t id : e.rec.block_ids()) {
+    DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(id));
+    if (!br.committed()) {
+      // The block being written: its length is not known yet; readers see committed bytes only.
+      if (pos < begin) break;
+    }
+    const uint64_t len = br.num_bytes();
+    if (pos + len > begin && pos < end) {
+      auto* lb = resp->add_blocks();
+      lb->mutable_block()->set_id(id);
+      lb->mutable_block()->set_gen_stamp(br.gen_stamp());
+      lb->mutable_block()->set_num_bytes(len);
+      lb->set_offset(pos);
+      bool corrupt = false;
+      for (auto& d : blocks_->Locations(BlockId(id), c.ip, &corrupt)) *lb->add_locations() = std::move(d);
+      lb->set_corrupt(corrupt);
+    }
+    pos += len;
+    if (pos >= end) break;
+  }
+  return Status::OK();
+}
+
+}  // namespace dfs::namenode
