@@ -194,7 +194,8 @@ BlockManager::Node* BlockManager::FindNodeLocked(const std::string& uuid) {
   return it == node_by_uuid_.end() ? nullptr : &nodes_[it->second];
 }
 
-Result<proto::DatanodeId> BlockManager::Register(const proto::DatanodeId& id, const std::string& peer_ip) {
+Result<proto::DatanodeId> BlockManager::Register(const proto::DatanodeId& id, const proto::HeartbeatRequest& stats,
+                                                 const std::string& peer_ip) {
   if (id.uuid().empty() || id.xfer_port() == 0) {
     return Status::InvalidArgument("a DataNode must register with a uuid and a data transfer port");
   }
@@ -216,9 +217,20 @@ Result<proto::DatanodeId> BlockManager::Register(const proto::DatanodeId& id, co
   n.id = reg;
   n.live = true;
   n.last_contact = Clock::now();
+  ApplyStats(stats, &n);
   Log("nn")->info("Registered DataNode {} at {}:{}", reg.uuid(), reg.ip(), reg.xfer_port());
   CheckSafeModeLocked();
   return reg;
+}
+
+void BlockManager::ApplyStats(const proto::HeartbeatRequest& req, Node* n) {
+  n->capacity = req.capacity();
+  n->dfs_used = req.dfs_used();
+  n->remaining = req.remaining();
+  n->non_dfs_used = req.non_dfs_used();
+  n->xceivers = req.xceivers();
+  n->failed_volumes = req.failed_volumes();
+  n->scheduled = 0;
 }
 
 bool BlockManager::Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatResponse* resp) {
@@ -229,13 +241,7 @@ bool BlockManager::Heartbeat(const proto::HeartbeatRequest& req, proto::Heartbea
     return false;
   }
   n->last_contact = Clock::now();
-  n->capacity = req.capacity();
-  n->dfs_used = req.dfs_used();
-  n->remaining = req.remaining();
-  n->non_dfs_used = req.non_dfs_used();
-  n->xceivers = req.xceivers();
-  n->failed_volumes = req.failed_volumes();
-  n->scheduled = 0;
+  ApplyStats(req, n);
   constexpr size_t kMaxDeletesPerHeartbeat = 1000;
   if (!n->pending_deletes.empty()) {
     auto* cmd = resp->add_commands();
@@ -275,6 +281,10 @@ void BlockManager::AddReplicaLocked(uint32_t node, const proto::Block& reported)
     return;
   }
   if (Contains(b.nodes, node) || Contains(b.corrupt, node)) return;
+  if (Contains(b.deleting, node)) {
+    InvalidateLocked(node, reported);  // a replica we already condemned (it was corrupt)
+    return;
+  }
   size_t before = b.nodes.size();
   b.nodes.push_back(node);
   nodes_[node].blocks.insert(reported.id());
@@ -289,6 +299,7 @@ void BlockManager::RemoveReplicaLocked(uint32_t node, uint64_t block_id) {
   size_t before = it->second.nodes.size();
   if (EraseValue(it->second.nodes, node)) OnLiveCountChangeLocked(it->second, before);
   EraseValue(it->second.corrupt, node);
+  EraseValue(it->second.deleting, node);
 }
 
 void BlockManager::OnLiveCountChangeLocked(const BlockInfo& b, size_t before) {
@@ -384,13 +395,16 @@ void BlockManager::ComputeReplicationWork() {
         OnLiveCountChangeLocked(b, before);
       }
     }
-    if (b.nodes.size() >= b.expected && !b.corrupt.empty()) {
+    if (!b.corrupt.empty()) {
+      // A good copy exists, so the corrupt ones go now; their nodes may receive a
+      // fresh copy once they confirm the deletion.
       proto::Block pb;
       pb.set_id(id);
       pb.set_gen_stamp(b.gen_stamp);
       for (uint32_t c : b.corrupt) {
         InvalidateLocked(c, pb);
         nodes_[c].blocks.erase(id);
+        b.deleting.push_back(c);
       }
       b.corrupt.clear();
     }
@@ -411,7 +425,8 @@ void BlockManager::ComputeReplicationWork() {
     std::vector<uint32_t> candidates;
     for (uint32_t i = 0; i < nodes_.size(); ++i) {
       const Node& n = nodes_[i];
-      if (n.live && n.remaining >= b.num_bytes && !Contains(b.nodes, i) && !Contains(b.corrupt, i)) {
+      if (n.live && n.remaining >= b.num_bytes && !Contains(b.nodes, i) && !Contains(b.corrupt, i) &&
+          !Contains(b.deleting, i)) {
         candidates.push_back(i);
       }
     }

@@ -70,7 +70,8 @@ class BlockManager {
   void ReportBadReplica(BlockId id, uint64_t gen_stamp, const std::string& uuid);
 
   // ---- DataNode side ------------------------------------------------------
-  Result<proto::DatanodeId> Register(const proto::DatanodeId& id, const std::string& peer_ip);
+  Result<proto::DatanodeId> Register(const proto::DatanodeId& id, const proto::HeartbeatRequest& stats,
+                                     const std::string& peer_ip);
   // False when the DataNode is unknown or was declared dead: it must re-register.
   bool Heartbeat(const proto::HeartbeatRequest& req, proto::HeartbeatResponse* resp);
   Status FullBlockReport(const std::string& uuid, const std::vector<proto::Block>& blocks);
@@ -103,6 +104,7 @@ class BlockManager {
     uint32_t expected = 0;
     std::vector<uint32_t> nodes;    // DataNodes with a good replica
     std::vector<uint32_t> corrupt;  // DataNodes with a replica reported corrupt
+    std::vector<uint32_t> deleting; // DataNodes told to delete their replica, not yet confirmed
   };
   struct Node {
     proto::DatanodeId id;
@@ -124,6 +126,7 @@ class BlockManager {
   void MarkDeadLocked(uint32_t node);
   void OnLiveCountChangeLocked(const BlockInfo& b, size_t before);
   void CheckSafeModeLocked() const;
+  static void ApplyStats(const proto::HeartbeatRequest& req, Node* n);
   uint32_t LoadLocked(const Node& n) const { return n.xceivers + n.scheduled; }
 
   const Options opts_;

@@ -77,7 +77,7 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
         for (auto& n : bm->DatanodeReport()) *rs->add_nodes() = std::move(n);
         return Status::OK();
       });
-  s->Register<SafeModeRequest, SafeModeResponse>(SAFE_MODE, "safeMode", [bm](const Ctx& c, const auto& rq, auto* rs) {
+  s->Register<SafeModeRequest, SafeModeResponse>(SET_SAFE_MODE, "safeMode", [bm](const Ctx& c, const auto& rq, auto* rs) {
     if (rq.action() == SafeModeRequest::ENTER) bm->EnterSafeMode();
     if (rq.action() == SafeModeRequest::LEAVE) bm->LeaveSafeMode();
     if (rq.action() != SafeModeRequest::GET) {
@@ -102,7 +102,7 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
               "cluster {} (fs.defaultFS)",
               rq.cluster_id(), ns->cluster_id(), rq.cluster_id()));
         }
-        DFS_ASSIGN_OR_RETURN(auto reg, bm->Register(rq.id(), c.peer_ip));
+        DFS_ASSIGN_OR_RETURN(auto reg, bm->Register(rq.id(), rq.stats(), c.peer_ip));
         *rs->mutable_registered() = std::move(reg);
         rs->set_cluster_id(ns->cluster_id());
         return Status::OK();

@@ -1,0 +1,188 @@
+// DfsInputStream: reads a file block by block from the nearest healthy
+// replica. A sequential read keeps one BlockReader streaming the rest of the
+// block (the DataNode sends ahead; TCP buffers it), so reads do not wait on a
+// round trip per call. On an I/O error the next replica is tried; on a checksum
+// mismatch the replica is also reported to the NameNode.
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "client/fs_impl.h"
+#include "common/logging.h"
+
+namespace dfs::client {
+
+namespace {
+
+class DfsInputStream : public InputStream {
+ public:
+  DfsInputStream(FileSystemImpl* fs, std::string path) : fs_(fs), path_(std::move(path)) {}
+
+  Status Refresh() override {
+    proto::GetBlockLocationsResponse resp;
+    DFS_RETURN_IF_ERROR(fs_->Locate(path_, &resp));
+    std::lock_guard<std::mutex> l(mu_);
+    blocks_.assign(resp.blocks().begin(), resp.blocks().end());
+    length_ = 0;
+    for (const auto& b : blocks_) length_ = std::max(length_, b.offset() + b.block().num_bytes());
+    return Status::OK();
+  }
+
+  Result<size_t> Read(void* buf, size_t n) override {
+    if (pos_ >= Length() || n == 0) return size_t{0};
+    for (int attempt = 0;; ++attempt) {
+      // A new reader when there is none, after a seek, or at the end of a block.
+      if (!reader_ || reader_pos_ != pos_ || reader_->position() >= reader_->range_end()) {
+        reader_.reset();
+        DFS_ASSIGN_OR_RETURN(reader_, OpenAt(pos_, 0, &reader_node_, &reader_block_));
+        reader_pos_ = pos_;
+      }
+      auto r = reader_->Read(static_cast<char*>(buf), n);
+      if (r.ok() && *r > 0) {
+        pos_ += *r;
+        reader_pos_ = pos_;
+        return r;
+      }
+      Status s = r.ok() ? Status::IOError("the DataNode ended the block early") : r.status();
+      OnReplicaError(reader_block_, reader_node_, s);
+      reader_.reset();
+      if (attempt >= kMaxAttempts) return s.Prepend(fmt::format("reading {} at offset {}", path_, pos_));
+    }
+  }
+
+  Result<size_t> PRead(uint64_t offset, void* buf, size_t n) override {
+    size_t done = 0;
+    char* out = static_cast<char*>(buf);
+    const uint64_t len = Length();
+    while (done < n && offset + done < len) {
+      const uint64_t at = offset + done;
+      proto::LocatedBlock lb;
+      DFS_RETURN_IF_ERROR(BlockAt(at, &lb));
+      const uint64_t in_block = std::min<uint64_t>(n - done, lb.offset() + lb.block().num_bytes() - at);
+      size_t got = 0;
+      for (int attempt = 0; got < in_block; ++attempt) {
+        proto::DatanodeId node;
+        proto::Block block;
+        auto rd = OpenAt(at + got, in_block - got, &node, &block);
+        if (!rd.ok()) return rd.status();
+        Status err;
+        while (got < in_block) {
+          auto r = (*rd)->Read(out + done + got, static_cast<size_t>(in_block - got));
+          if (!r.ok() || *r == 0) {
+            err = r.ok() ? Status::IOError("the DataNode ended the block early") : r.status();
+            break;
+          }
+          got += *r;
+        }
+        if (err.ok()) break;
+        OnReplicaError(block, node, err);
+        if (attempt >= kMaxAttempts) return err.Prepend(fmt::format("reading {} at offset {}", path_, at + got));
+      }
+      done += got;
+    }
+    return done;
+  }
+
+  Status Seek(uint64_t pos) override {
+    pos_ = pos;
+    return Status::OK();
+  }
+  uint64_t Position() const override { return pos_; }
+  uint64_t Length() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    return length_;
+  }
+
+ private:
+  static constexpr int kMaxAttempts = 6;
+
+  Status BlockAt(uint64_t pos, proto::LocatedBlock* out) const {
+    std::lock_guard<std::mutex> l(mu_);
+    for (const auto& b : blocks_) {
+      if (pos >= b.offset() && pos < b.offset() + b.block().num_bytes()) {
+        *out = b;
+        return Status::OK();
+      }
+    }
+    return Status::InvalidArgument(fmt::format("offset {} is past the end of {} ({} bytes)", pos, path_, length_));
+  }
+
+  // Opens a reader at file offset `pos` for `len` bytes (0: to the block's end)
+  // on the best replica not known to be bad.
+  Result<std::unique_ptr<BlockReader>> OpenAt(uint64_t pos, uint64_t len, proto::DatanodeId* node,
+                                              proto::Block* block) {
+    proto::LocatedBlock lb;
+    DFS_RETURN_IF_ERROR(BlockAt(pos, &lb));
+    *block = lb.block();
+    if (lb.corrupt()) {
+      return Status::Corruption(fmt::format(
+          "every replica of {} ({} at offset {}) is corrupt; the data of that block is lost. `dfs fsck {}` lists "
+          "the damage",
+          BlockName(BlockId(lb.block().id())), path_, lb.offset(), path_));
+    }
+    if (lb.locations_size() == 0) {
+      return Status::Unavailable(fmt::format(
+          "no live DataNode holds {} ({} at offset {}); start the DataNodes that hold it (`dfs fsck {} -files "
+          "-blocks -locations` shows the block)",
+          BlockName(BlockId(lb.block().id())), path_, lb.offset(), path_));
+    }
+    Status last;
+    for (const auto& loc : lb.locations()) {
+      if (IsBad(loc.uuid())) continue;
+      auto r = BlockReader::Open(loc, lb.block(), pos - lb.offset(), len, fs_->reader_options());
+      if (r.ok()) {
+        *node = loc;
+        return r;
+      }
+      OnReplicaError(lb.block(), loc, r.status());
+      last = r.status();
+    }
+    if (!last.ok()) return last.Prepend(fmt::format("reading {}: every replica of {} failed", path_,
+                                                    BlockName(BlockId(lb.block().id()))));
+    // Every replica failed before; forget and retry them all once more.
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      bad_nodes_.clear();
+    }
+    return Status::Unavailable(fmt::format("reading {}: every replica of {} failed; retrying", path_,
+                                           BlockName(BlockId(lb.block().id()))));
+  }
+
+  bool IsBad(const std::string& uuid) const {
+    std::lock_guard<std::mutex> l(mu_);
+    return bad_nodes_.count(uuid) > 0;
+  }
+
+  void OnReplicaError(const proto::Block& block, const proto::DatanodeId& node, const Status& s) {
+    Log("client")->warn("{}: replica of {} on {}:{} failed: {}", path_, BlockName(BlockId(block.id())), node.ip(),
+                        node.xfer_port(), s.message());
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      bad_nodes_.insert(node.uuid());
+    }
+    if (s.code() == StatusCode::kCorruption) fs_->ReportBadReplica(block, node.uuid());
+  }
+
+  FileSystemImpl* fs_;
+  const std::string path_;
+  mutable std::mutex mu_;  // guards blocks_, length_ and bad_nodes_ (PRead runs on any thread)
+  std::vector<proto::LocatedBlock> blocks_;
+  uint64_t length_ = 0;
+  uint64_t pos_ = 0;
+  std::unique_ptr<BlockReader> reader_;
+  uint64_t reader_pos_ = 0;
+  proto::DatanodeId reader_node_;
+  proto::Block reader_block_;
+  std::set<std::string> bad_nodes_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<InputStream>> FileSystemImpl::Open(const std::string& path) {
+  auto s = std::make_unique<DfsInputStream>(this, path);
+  DFS_RETURN_IF_ERROR(s->Refresh());
+  return std::unique_ptr<InputStream>(std::move(s));
+}
+
+}  // namespace dfs::client

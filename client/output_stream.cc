@@ -1,0 +1,173 @@
+// DfsOutputStream: writes a new file block by block. For each block it asks
+// the NameNode for a block and a pipeline of DataNodes (addBlock), streams the
+// bytes through a BlockWriter, and on close asks the NameNode to complete the
+// file, retrying while the last block's replicas are still being reported.
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "client/fs_impl.h"
+#include "common/logging.h"
+
+namespace dfs::client {
+
+namespace {
+
+class DfsOutputStream : public OutputStream {
+ public:
+  DfsOutputStream(FileSystemImpl* fs, std::string path, const proto::FileStatus& st)
+      : fs_(fs), path_(std::move(path)), inode_(st.inode_id()), block_size_(st.block_size()) {
+    fs_->BeginWrite();
+  }
+
+  ~DfsOutputStream() override {
+    if (!closed_) {
+      if (writer_) writer_->Abort();
+      Log("client")->warn("{} was not closed; it stays open for writing until its lease expires", path_);
+    }
+    fs_->EndWrite();
+  }
+
+  Status Write(const void* data, size_t n) override {
+    DFS_RETURN_IF_ERROR(CheckUsable());
+    const char* p = static_cast<const char*>(data);
+    while (n > 0) {
+      if (!writer_) DFS_RETURN_IF_ERROR(Fail(NextBlock()));
+      size_t take = static_cast<size_t>(std::min<uint64_t>(n, block_size_ - in_block_));
+      DFS_RETURN_IF_ERROR(Fail(writer_->Write(p, take).Prepend(fmt::format("writing {}", path_))));
+      in_block_ += take;
+      pos_ += take;
+      p += take;
+      n -= take;
+      if (in_block_ == block_size_) DFS_RETURN_IF_ERROR(Fail(FinishBlock()));
+    }
+    return Status::OK();
+  }
+
+  Status Flush() override {
+    DFS_RETURN_IF_ERROR(CheckUsable());
+    if (!writer_) return Status::OK();
+    return Fail(writer_->Flush().Prepend(fmt::format("flushing {}", path_)));
+  }
+
+  Status Close() override {
+    if (closed_) return error_;
+    DFS_RETURN_IF_ERROR(CheckUsable());
+    if (writer_) DFS_RETURN_IF_ERROR(Fail(FinishBlock()));
+    DFS_RETURN_IF_ERROR(Fail(Complete()));
+    closed_ = true;
+    return Status::OK();
+  }
+
+  uint64_t Position() const override { return pos_; }
+  const std::string& path() const override { return path_; }
+
+ private:
+  Status CheckUsable() const {
+    if (!error_.ok()) return error_;
+    if (closed_) return Status::InvalidArgument(fmt::format("{} is already closed", path_));
+    return Status::OK();
+  }
+
+  Status Fail(Status s) {
+    if (!s.ok() && error_.ok()) {
+      error_ = s;
+      if (writer_) writer_->Abort();
+    }
+    return s;
+  }
+
+  // Gets a block and a pipeline, retrying with the DataNodes that failed excluded.
+  Status NextBlock() {
+    constexpr int kAttempts = 3;
+    Status last;
+    for (int attempt = 0; attempt < kAttempts; ++attempt) {
+      proto::AddBlockRequest req;
+      req.set_path(path_);
+      req.set_inode_id(inode_);
+      if (last_block_.id()) *req.mutable_previous() = last_block_;
+      for (const auto& u : excluded_) req.add_excluded_uuids(u);
+      proto::AddBlockResponse resp;
+      DFS_RETURN_IF_ERROR(fs_->Call(proto::ADD_BLOCK, req, &resp));
+      const auto& lb = resp.block();
+      std::vector<proto::DatanodeId> targets(lb.locations().begin(), lb.locations().end());
+      int failed = -1;
+      auto w = BlockWriter::Open(lb.block(), targets, fs_->writer_options(), &failed);
+      if (w.ok()) {
+        writer_ = std::move(w).value();
+        block_ = lb.block();
+        in_block_ = 0;
+        return Status::OK();
+      }
+      last = w.status();
+      Log("client")->warn("{}: could not set up the pipeline for {}: {}", path_, BlockName(BlockId(lb.block().id())),
+                          last.message());
+      proto::AbandonBlockRequest ab;
+      ab.set_path(path_);
+      ab.set_inode_id(inode_);
+      *ab.mutable_block() = lb.block();
+      proto::AbandonBlockResponse abr;
+      DFS_RETURN_IF_ERROR(fs_->Call(proto::ABANDON_BLOCK, ab, &abr));
+      if (failed >= 0 && failed < static_cast<int>(targets.size())) excluded_.push_back(targets[failed].uuid());
+    }
+    return last.Prepend(fmt::format("writing {}: no working pipeline after {} attempts", path_, kAttempts));
+  }
+
+  Status FinishBlock() {
+    auto len = writer_->Finish();
+    if (!len.ok()) return len.status().Prepend(fmt::format("writing {}", path_));
+    last_block_ = block_;
+    last_block_.set_num_bytes(*len);
+    writer_.reset();
+    return Status::OK();
+  }
+
+  Status Complete() {
+    proto::CompleteRequest req;
+    req.set_path(path_);
+    req.set_inode_id(inode_);
+    if (last_block_.id()) *req.mutable_last() = last_block_;
+    auto backoff = std::chrono::milliseconds(2);
+    std::string waiting;
+    for (int i = 0; i <= fs_->complete_retries(); ++i) {
+      proto::CompleteResponse resp;
+      DFS_RETURN_IF_ERROR(fs_->Call(proto::COMPLETE, req, &resp));
+      if (resp.completed()) return Status::OK();
+      waiting = resp.waiting_for();
+      std::this_thread::sleep_for(backoff);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds(800));
+    }
+    return Status::TimedOut(fmt::format("could not close {}: {}; check `dfs admin report` for live DataNodes", path_,
+                                        waiting));
+  }
+
+  FileSystemImpl* fs_;
+  const std::string path_;
+  const uint64_t inode_;
+  const uint64_t block_size_;
+  std::unique_ptr<BlockWriter> writer_;
+  proto::Block block_;       // being written
+  proto::Block last_block_;  // finished, with its length
+  uint64_t in_block_ = 0;
+  uint64_t pos_ = 0;
+  std::vector<std::string> excluded_;
+  Status error_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<OutputStream>> FileSystemImpl::Create(const std::string& path, const CreateOptions& opts) {
+  proto::CreateRequest req;
+  req.set_path(path);
+  req.set_mode(opts.mode);
+  req.set_overwrite(opts.overwrite);
+  req.set_create_parent(opts.create_parent);
+  req.set_replication(opts.replication ? opts.replication : static_cast<uint32_t>(config().GetInt("dfs.replication")));
+  req.set_block_size(opts.block_size ? opts.block_size : config().GetSize("dfs.blocksize"));
+  proto::CreateResponse resp;
+  DFS_RETURN_IF_ERROR(Call(proto::CREATE, req, &resp));
+  return std::unique_ptr<OutputStream>(new DfsOutputStream(this, path, resp.status()));
+}
+
+}  // namespace dfs::client

@@ -1,0 +1,95 @@
+#include "common/block_reader.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+
+namespace dfs {
+
+Result<std::unique_ptr<BlockReader>> BlockReader::Open(const proto::DatanodeId& datanode, const proto::Block& block,
+                                                       uint64_t offset, uint64_t length, const Options& options) {
+  const std::string dn = DataNodeName(datanode);
+  const std::string name = BlockName(BlockId(block.id()));
+  DFS_ASSIGN_OR_RETURN(Socket sock, Socket::Connect(datanode.ip(), static_cast<uint16_t>(datanode.xfer_port()),
+                                                    options.socket_timeout, dn));
+  proto::OpRequest req;
+  req.set_op(proto::READ_BLOCK);
+  *req.mutable_block() = block;
+  req.set_offset(offset);
+  req.set_length(length);
+  req.set_client_name(options.client_name);
+  proto::OpResponse resp;
+  Status s = SendOpRequest(sock, req, options.socket_timeout);
+  if (s.ok()) s = ReadOpResponse(sock, &resp, options.socket_timeout);
+  if (!s.ok()) return Status(s.code(), fmt::format("reading {} from {}: {}", name, dn, s.message()));
+  if (resp.code() != proto::OK) return FromProto(resp.code(), fmt::format("reading {}: {}", name, resp.message()));
+  const uint32_t bpc = resp.bytes_per_checksum();
+  const uint64_t len = resp.block_length();
+  const uint64_t end = length == 0 ? len : offset + length;
+  if (bpc == 0 || resp.first_chunk_offset() > offset || end > len || offset - resp.first_chunk_offset() >= bpc) {
+    return Status::ProtocolError(fmt::format(
+        "reading {} from {}: inconsistent reply (bytes_per_checksum {}, first chunk at {}, block length {}) for "
+        "range [{}, {})",
+        name, dn, bpc, resp.first_chunk_offset(), len, offset, end));
+  }
+  return std::unique_ptr<BlockReader>(new BlockReader(std::move(sock), block, dn, bpc, offset, end,
+                                                      resp.first_chunk_offset(), len, options.socket_timeout));
+}
+
+BlockReader::BlockReader(Socket sock, proto::Block block, std::string datanode, uint32_t bpc, uint64_t pos,
+                         uint64_t end, uint64_t first_chunk, uint64_t block_length, Millis timeout)
+    : sock_(std::move(sock)),
+      block_(std::move(block)),
+      datanode_(std::move(datanode)),
+      bpc_(bpc),
+      pos_(pos),
+      end_(end),
+      next_offset_(first_chunk),
+      block_length_(block_length),
+      timeout_(timeout) {}
+
+Status BlockReader::NextPacket() {
+  const std::string name = BlockName(BlockId(block_.id()));
+  Status s = ReadPacket(sock_, bpc_, timeout_, &pkt_);
+  if (!s.ok()) return Status(s.code(), fmt::format("reading {} from {}: {}", name, datanode_, s.message()));
+  const proto::PacketHeader& h = pkt_.header;
+  if (h.offset_in_block() != next_offset_) {
+    return Status::ProtocolError(fmt::format("reading {} from {}: a packet starts at offset {}, expected {}", name,
+                                             datanode_, h.offset_in_block(), next_offset_));
+  }
+  if (auto bad = VerifyPacketChecksums(h.offset_in_block(), pkt_.data(), h.data_len(), bpc_, pkt_.checksums())) {
+    const uint64_t at = (h.offset_in_block() / bpc_ + *bad) * bpc_;
+    return Status::Corruption(fmt::format("checksum mismatch in {} (generation stamp {}) at offset {} read from {}",
+                                          name, block_.gen_stamp(), at, datanode_));
+  }
+  pkt_start_ = h.offset_in_block();
+  pkt_end_ = pkt_start_ + h.data_len();
+  next_offset_ = pkt_end_;
+  if (h.last()) {
+    at_end_ = true;
+    if (next_offset_ < end_) {
+      return Status::IOError(fmt::format("reading {} from {}: the DataNode ended the stream at offset {}, before {}",
+                                         name, datanode_, next_offset_, end_));
+    }
+  }
+  return Status::OK();
+}
+
+Result<size_t> BlockReader::Read(char* buf, size_t n) {
+  size_t done = 0;
+  while (done < n && pos_ < end_) {
+    if (pos_ >= pkt_end_) {
+      if (at_end_) break;
+      DFS_RETURN_IF_ERROR(NextPacket());
+      continue;
+    }
+    const size_t k = static_cast<size_t>(std::min<uint64_t>({n - done, pkt_end_ - pos_, end_ - pos_}));
+    std::memcpy(buf + done, pkt_.data() + (pos_ - pkt_start_), k);
+    pos_ += k;
+    done += k;
+  }
+  return done;
+}
+
+}  // namespace dfs

@@ -1,0 +1,283 @@
+// BlockStore: replica files, publication by rename, the startup scan and its
+// cleanup, generation stamps, deletion and several data dirs.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "common/checksum.h"
+#include "common/data_transfer.h"
+#include "datanode/block_store.h"
+
+namespace fs = std::filesystem;
+using dfs::datanode::BlockStore;
+using dfs::datanode::ReplicaWriter;
+
+namespace {
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char t[] = "/tmp/dfs_bs_XXXXXX";
+    REQUIRE(mkdtemp(t) != nullptr);
+    path = t;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+};
+
+dfs::proto::Block Blk(uint64_t id, uint64_t gs) {
+  dfs::proto::Block b;
+  b.set_id(id);
+  b.set_gen_stamp(gs);
+  return b;
+}
+
+std::string RandomBytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+std::unique_ptr<BlockStore> OpenStore(std::vector<std::string> dirs, bool sync = false) {
+  BlockStore::Options o;
+  o.dirs = std::move(dirs);
+  o.sync_on_close = sync;
+  auto r = BlockStore::Open(o);
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
+// Appends `data` in pieces of `piece` bytes, with grid checksums as the server computes them.
+void AppendAll(ReplicaWriter& w, const std::string& data, size_t piece) {
+  std::vector<uint64_t> sums(piece / w.bytes_per_checksum() + 2);
+  for (size_t off = 0; off < data.size(); off += piece) {
+    size_t n = std::min(piece, data.size() - off);
+    dfs::ComputePacketChecksums(off, data.data() + off, n, w.bytes_per_checksum(), sums.data());
+    REQUIRE(w.Append(data.data() + off, n, sums.data()).ok());
+  }
+}
+
+dfs::proto::Block WriteReplica(BlockStore& store, uint64_t id, uint64_t gs, const std::string& data,
+                               uint32_t bpc = 512, size_t piece = 4096) {
+  auto w = store.CreateTemporary(Blk(id, gs), bpc);
+  REQUIRE(w.ok());
+  AppendAll(**w, data, piece);
+  auto fin = (*w)->Finalize();
+  REQUIRE(fin.ok());
+  return *fin;
+}
+
+std::string ReadReplica(BlockStore& store, uint64_t id, uint64_t gs) {
+  auto r = store.OpenForRead(Blk(id, gs));
+  REQUIRE(r.ok());
+  std::string out((*r)->length(), '\0');
+  REQUIRE((*r)->ReadData(0, out.size(), out.data()).ok());
+  // The stored checksums are those of the chunk grid of the whole replica.
+  const uint32_t bpc = (*r)->bytes_per_checksum();
+  std::vector<uint64_t> stored(dfs::PacketChunks(0, out.size(), bpc)), expect(stored.size());
+  REQUIRE((*r)->ReadChecksums(0, stored.size(), stored.data()).ok());
+  dfs::ComputeChecksums(out.data(), out.size(), bpc, expect.data());
+  REQUIRE(stored == expect);
+  return out;
+}
+
+size_t CountFiles(const std::string& dir) {
+  size_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(dir)) n += e.is_regular_file();
+  return n;
+}
+
+std::string FinalPath(const std::string& dir, uint64_t id, uint64_t gs) {
+  char sub[16];
+  snprintf(sub, sizeof sub, "subdir%02u", static_cast<unsigned>(id % dfs::datanode::kSubdirs));
+  return dir + "/current/" + sub + "/blk_" + std::to_string(id) + "_" + std::to_string(gs);
+}
+
+}  // namespace
+
+TEST_CASE("block store writes, finalizes and reads back a replica", "[block_store]") {
+  TempDir t;
+  auto store = OpenStore({t.path + "/d0"}, /*sync=*/true);
+  const std::string data = RandomBytes(10 * 512 + 77, 1);
+  auto b = WriteReplica(*store, 42, 7, data);
+  CHECK(b.id() == 42);
+  CHECK(b.gen_stamp() == 7);
+  CHECK(b.num_bytes() == data.size());
+  CHECK(ReadReplica(*store, 42, 7) == data);
+  CHECK(fs::exists(FinalPath(t.path + "/d0", 42, 7)));
+  CHECK(fs::exists(FinalPath(t.path + "/d0", 42, 7) + ".meta"));
+  CHECK(fs::is_empty(t.path + "/d0/tmp"));
+  REQUIRE(store->AllReplicas().size() == 1);
+  CHECK(store->dfs_used() == data.size() + dfs::datanode::kMetaHeaderBytes + 11 * 8);
+  CHECK(store->capacity() > 0);
+  CHECK(store->remaining() > 0);
+  CHECK(store->failed_volumes() == 0);
+}
+
+TEST_CASE("block store appends that end mid-chunk keep whole-chunk checksums", "[block_store]") {
+  TempDir t;
+  auto store = OpenStore({t.path});
+  const std::string data = RandomBytes(5000, 2);
+  // Pieces that are not multiples of the chunk size, as after a writer's Flush.
+  for (size_t piece : {100, 128, 333, 1, 4999}) {
+    const uint64_t id = 100 + piece;
+    WriteReplica(*store, id, 1, data, 128, piece);
+    CHECK(ReadReplica(*store, id, 1) == data);
+  }
+}
+
+TEST_CASE("block store refuses duplicates and stale generation stamps", "[block_store]") {
+  TempDir t;
+  auto store = OpenStore({t.path});
+  WriteReplica(*store, 5, 10, RandomBytes(1000, 3));
+
+  auto dup = store->CreateTemporary(Blk(5, 10), 512);
+  CHECK(dup.status().code() == dfs::StatusCode::kAlreadyExists);
+  auto older = store->CreateTemporary(Blk(5, 9), 512);
+  CHECK(older.status().code() == dfs::StatusCode::kStale);
+  CHECK(store->OpenForRead(Blk(5, 9)).status().code() == dfs::StatusCode::kStale);
+  CHECK(store->OpenForRead(Blk(5, 11)).status().code() == dfs::StatusCode::kStale);
+  CHECK(store->OpenForRead(Blk(6, 10)).status().code() == dfs::StatusCode::kNotFound);
+
+  // Two writers of the same (id, gs) at once: the second is refused.
+  auto w1 = store->CreateTemporary(Blk(8, 1), 512);
+  REQUIRE(w1.ok());
+  CHECK(store->CreateTemporary(Blk(8, 1), 512).status().code() == dfs::StatusCode::kAlreadyExists);
+  (*w1)->Abort();
+  CHECK(store->CreateTemporary(Blk(8, 1), 512).ok());  // aborted and destroyed again at once
+
+  // A newer generation stamp replaces the replica and removes the old files.
+  const std::string newer = RandomBytes(1500, 4);
+  WriteReplica(*store, 5, 11, newer);
+  CHECK(ReadReplica(*store, 5, 11) == newer);
+  CHECK(store->OpenForRead(Blk(5, 10)).status().code() == dfs::StatusCode::kStale);
+  CHECK_FALSE(fs::exists(FinalPath(t.path, 5, 10)));
+  CHECK_FALSE(fs::exists(FinalPath(t.path, 5, 10) + ".meta"));
+  CHECK(store->dfs_used() == 1500 + dfs::datanode::kMetaHeaderBytes + 3 * 8);
+}
+
+TEST_CASE("block store aborted and destroyed writers leave nothing behind", "[block_store]") {
+  TempDir t;
+  auto store = OpenStore({t.path});
+  {
+    auto w = store->CreateTemporary(Blk(1, 1), 512);
+    REQUIRE(w.ok());
+    AppendAll(**w, RandomBytes(3000, 5), 1000);
+    CHECK(CountFiles(t.path + "/tmp") == 2);
+  }  // destroyed without Finalize
+  CHECK(CountFiles(t.path) == 0);
+  CHECK(store->num_replicas() == 0);
+  CHECK(store->OpenForRead(Blk(1, 1)).status().code() == dfs::StatusCode::kNotFound);
+}
+
+TEST_CASE("block store reopen rebuilds the map and cleans up leftovers", "[block_store]") {
+  TempDir t;
+  std::map<uint64_t, std::string> written;
+  {
+    auto store = OpenStore({t.path});
+    for (uint64_t id = 1; id <= 5; ++id) {
+      written[id] = RandomBytes(id * 777, id);
+      WriteReplica(*store, id, 1000 + id, written[id]);
+    }
+  }
+  // What a crash can leave: unfinished temporaries, a meta file published
+  // without its data file, and a data file without meta.
+  std::ofstream(t.path + "/tmp/blk_77_1") << "partial";
+  std::ofstream(t.path + "/tmp/blk_77_1.meta") << "DFSM";
+  std::ofstream(FinalPath(t.path, 78, 1) + ".meta") << "DFSM....";
+  std::ofstream(FinalPath(t.path, 79, 1)) << "orphan data";
+  // An older generation stamp of block 3 that was never cleaned up.
+  fs::copy_file(FinalPath(t.path, 3, 1003), FinalPath(t.path, 3, 2));
+  fs::copy_file(FinalPath(t.path, 3, 1003) + ".meta", FinalPath(t.path, 3, 2) + ".meta");
+
+  auto store = OpenStore({t.path});
+  auto all = store->AllReplicas();
+  REQUIRE(all.size() == 5);
+  for (const auto& b : all) {
+    CHECK(b.gen_stamp() == 1000 + b.id());
+    CHECK(b.num_bytes() == written[b.id()].size());
+    CHECK(ReadReplica(*store, b.id(), b.gen_stamp()) == written[b.id()]);
+  }
+  CHECK(fs::is_empty(t.path + "/tmp"));
+  CHECK_FALSE(fs::exists(FinalPath(t.path, 78, 1) + ".meta"));
+  CHECK_FALSE(fs::exists(FinalPath(t.path, 79, 1)));
+  CHECK_FALSE(fs::exists(FinalPath(t.path, 3, 2)));
+  CHECK(CountFiles(t.path) == 10);
+  REQUIRE(store->GetReplica(dfs::BlockId(4)).has_value());
+  CHECK(store->GetReplica(dfs::BlockId(4))->num_bytes() == 4 * 777);
+}
+
+TEST_CASE("block store deletes replicas", "[block_store]") {
+  TempDir t;
+  auto store = OpenStore({t.path});
+  WriteReplica(*store, 9, 3, RandomBytes(2048, 6));
+  const uint64_t used = store->dfs_used();
+  CHECK(used > 2048);
+  CHECK(store->Delete(Blk(9, 2)).code() == dfs::StatusCode::kStale);  // the stored one is newer
+  // A reader that opened before the delete keeps reading.
+  auto r = store->OpenForRead(Blk(9, 3));
+  REQUIRE(r.ok());
+  REQUIRE(store->Delete(Blk(9, 3)).ok());
+  std::string buf(2048, '\0');
+  CHECK((*r)->ReadData(0, buf.size(), buf.data()).ok());
+  CHECK(store->Delete(Blk(9, 3)).code() == dfs::StatusCode::kNotFound);
+  CHECK(store->OpenForRead(Blk(9, 3)).status().code() == dfs::StatusCode::kNotFound);
+  CHECK(store->dfs_used() == 0);
+  CHECK(CountFiles(t.path) == 0);
+  CHECK(store->AllReplicas().empty());
+}
+
+TEST_CASE("block store spreads replicas over several dirs and counts failed ones", "[block_store]") {
+  TempDir t;
+  std::ofstream(t.path + "/not_a_dir") << "x";
+  std::vector<std::string> dirs = {t.path + "/a", t.path + "/b", t.path + "/not_a_dir/c"};
+  std::map<uint64_t, std::string> written;
+  {
+    auto store = OpenStore(dirs);
+    CHECK(store->failed_volumes() == 1);
+    CHECK(store->volumes().size() == 2);
+    // Several threads at once: the store is shared by transfer threads.
+    std::vector<std::thread> threads;
+    std::mutex mu;
+    for (int th = 0; th < 4; ++th) {
+      threads.emplace_back([&, th] {
+        for (uint64_t i = 0; i < 5; ++i) {
+          const uint64_t id = 1 + th * 5 + i;
+          std::string data = RandomBytes(100 + id * 31, id);
+          auto w = store->CreateTemporary(Blk(id, 1), 512);
+          if (!w.ok()) continue;
+          std::vector<uint64_t> sums(dfs::PacketChunks(0, data.size(), 512));
+          dfs::ComputePacketChecksums(0, data.data(), data.size(), 512, sums.data());
+          if (!(*w)->Append(data.data(), data.size(), sums.data()).ok()) continue;
+          if (!(*w)->Finalize().ok()) continue;
+          std::lock_guard<std::mutex> l(mu);
+          written[id] = data;
+        }
+      });
+    }
+    for (auto& th : threads) th.join();
+    REQUIRE(written.size() == 20);
+  }
+  // Volumes on one filesystem tie on free space, so both got replicas.
+  CHECK(CountFiles(t.path + "/a") > 0);
+  CHECK(CountFiles(t.path + "/b") > 0);
+  CHECK(CountFiles(t.path + "/a") + CountFiles(t.path + "/b") == 40);
+  auto store = OpenStore(dirs);
+  CHECK(store->num_replicas() == 20);
+  for (auto& [id, data] : written) CHECK(ReadReplica(*store, id, 1) == data);
+
+  BlockStore::Options none;
+  none.dirs = {t.path + "/not_a_dir/x"};
+  auto bad = BlockStore::Open(none);
+  REQUIRE_FALSE(bad.ok());
+  CHECK(bad.status().message().find("not_a_dir/x") != std::string::npos);
+}
