@@ -12,16 +12,11 @@
 #include "namenode/block_manager.h"
 #include "namenode/namenode.h"
 #include "tests/mini_cluster.h"
+#include "tests/test_util.h"
 
 using namespace dfs;
 using namespace dfs::test;
 
-#define REQUIRE_OK(expr)                                     \
-  do {                                                       \
-    auto _s = (expr);                                        \
-    INFO(_s.ToString());                                     \
-    REQUIRE(_s.ok());                                        \
-  } while (0)
 
 TEST_CASE("multi-block file round-trips byte-identical with 3 replicas on distinct DataNodes", "[cluster]") {
   auto mc = MiniCluster::Start();

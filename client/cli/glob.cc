@@ -15,10 +15,11 @@ bool IsAbsoluteArg(std::string_view arg) {
   return (!arg.empty() && arg[0] == '/') || arg.find("://") != std::string_view::npos;
 }
 
+// Drops the backslash in front of * ? [ ] and \ ; other backslashes are data.
 std::string Unescape(std::string_view s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '\\' && i + 1 < s.size()) ++i;
+    if (s[i] == '\\' && i + 1 < s.size() && std::string_view("*?[]\\").find(s[i + 1]) != std::string_view::npos) ++i;
     out += s[i];
   }
   return out;
@@ -60,7 +61,11 @@ PathArg ResolveArg(client::FileSystem& fs, const std::string& arg) {
 }
 
 Result<std::vector<PathArg>> ExpandGlob(client::FileSystem& fs, const std::string& arg) {
-  if (!HasGlob(arg)) return std::vector<PathArg>{ResolveArg(fs, arg)};
+  if (!HasGlob(arg)) {
+    PathArg p = ResolveArg(fs, arg);
+    p.path = Unescape(p.path);
+    return std::vector<PathArg>{p};
+  }
   const std::vector<std::string> comps = SplitPath(fs.ResolvePath(arg));
   std::vector<std::string> current = {"/"};
   bool verified = true;  // every path in `current` is known to exist
