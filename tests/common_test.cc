@@ -109,3 +109,15 @@ TEST_CASE("chunk checksums catch any flipped bit", "[common]") {
   REQUIRE(bad.has_value());
   CHECK(*bad == 2);
 }
+
+TEST_CASE("conf/dfs.conf documents every configuration key and parses", "[common]") {
+  const std::string path = std::string(DFS_SOURCE_DIR) + "/conf/dfs.conf";
+  std::ifstream in(path);
+  REQUIRE(in);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  for (const auto& k : AllConfigKeys()) {
+    INFO(k.name);
+    CHECK_THAT(text, Catch::Contains(std::string("\n") + k.name + " = "));
+  }
+  REQUIRE_OK(Config::Load(path).status());
+}
