@@ -140,7 +140,7 @@ void DataNode::Shutdown() {
   if (service_.joinable()) service_.join();
   if (xfer_) xfer_->Shutdown();
   for (auto& t : transfers_) {
-    if (t.joinable()) t.join();
+    if (t.thread.joinable()) t.thread.join();
   }
   Log("dn")->info("DataNode stopped");
 }
@@ -242,8 +242,19 @@ void DataNode::Execute(const proto::BlockCommand& cmd) {
     return;
   }
   if (cmd.action() == proto::BlockCommand::REPLICATE) {
+    // Reap finished copies, then start the new ones (this thread alone touches transfers_).
+    std::erase_if(transfers_, [](Transfer& t) {
+      if (!t.done->load()) return false;
+      t.thread.join();
+      return true;
+    });
     for (const auto& t : cmd.transfers()) {
-      transfers_.emplace_back([this, t] { Replicate(t); });
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      transfers_.push_back(Transfer{std::thread([this, t, done] {
+                                      Replicate(t);
+                                      *done = true;
+                                    }),
+                                    done});
     }
   }
 }

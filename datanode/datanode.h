@@ -75,7 +75,11 @@ class DataNode {
 
   std::atomic<bool> registered_{false};
   std::thread service_;
-  std::vector<std::thread> transfers_;  // replica copies in progress (joined at shutdown)
+  struct Transfer {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Transfer> transfers_;  // replica copies (finished ones reaped; the rest joined at shutdown)
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

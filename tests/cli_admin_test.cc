@@ -23,7 +23,9 @@ TEST_CASE("fsck reports a healthy tree in Hadoop's format", "[cli]") {
   const uint64_t one = h.fs->At("/data/one").info.inode.value() * 1000;
   CHECK(r.out.find("/data <dir>\n") != std::string::npos);
   CHECK(r.out.find("/data/one 1366 bytes, replicated: replication=3, 1 block(s):  OK\n"
-                   "0. blk_" + std::to_string(one) + "_1001 len=1366 Live_repl=3  "
+                   "0. blk_" +
+                   std::to_string(one) +
+                   "_1001 len=1366 Live_repl=3  "
                    "[DatanodeInfoWithStorage[127.0.0.1:9866,dn-0,DISK], "
                    "DatanodeInfoWithStorage[127.0.0.1:9867,dn-1,DISK], "
                    "DatanodeInfoWithStorage[127.0.0.1:9868,dn-2,DISK]]\n") != std::string::npos);

@@ -1,8 +1,7 @@
 // put/get/cp/cat/tail/getmerge: bytes arrive intact, uploads go through
 // <dst>._COPYING_ and a failed one leaves nothing behind.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 
 #include "tests/cli_fake_fs.h"
 
@@ -103,6 +102,9 @@ TEST_CASE("put: several sources, directories, stdin, -d", "[cli]") {
   CHECK(h.Run({"put", "-", "/in"}).rc == 1);
   CHECK(h.Run({"put", "-", local / "a.txt", "/in"}).rc == 2);
 
+  CHECK(h.Run({"put", local / "b.txt"}).rc == 0);  // no destination: the home directory
+  CHECK(h.fs->At("/user/alice/b.txt").data == "B");
+
   h.fs->log.clear();
   CHECK(h.Run({"put", "-d", local / "a.txt", "/direct"}).rc == 0);
   CHECK(h.fs->log == std::vector<std::string>{"create /direct"});
@@ -140,6 +142,15 @@ TEST_CASE("get copies files and directories to the local disk", "[cli]") {
   CHECK(h.Run({"copyToLocal", "-f", "f", local / "f.out"}).rc == 0);
   CHECK(local.Read("f.out") == "changed");
   CHECK(h.Run({"get", "d", "f", local.path()}).rc == 0);
+  {
+    // No destination: the working directory.
+    const auto cwd = std::filesystem::current_path();
+    std::filesystem::create_directory(local / "cwd");
+    std::filesystem::current_path(local / "cwd");
+    CHECK(h.Run({"get", "f"}).rc == 0);
+    std::filesystem::current_path(cwd);
+    CHECK(local.Read("cwd/f") == "changed");
+  }
   CHECK(local.Read("d/g") == "gee");
   CHECK(local.Read("f") == "changed");
   CHECK_FALSE(std::filesystem::exists(local / "f._COPYING_"));

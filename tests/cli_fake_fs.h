@@ -71,17 +71,17 @@ class FakeFs : public client::FileSystem {
   }
 
   // ---- knobs ----
-  int64_t mtime_ms = 1700000000000;                // given to new nodes
-  uint32_t max_live_replicas = 3;                  // replicas per block are min(replication, this)
-  std::optional<uint64_t> fail_write_after;        // Write fails once a file holds this many bytes
+  int64_t mtime_ms = 1700000000000;          // given to new nodes
+  uint32_t max_live_replicas = 3;            // replicas per block are min(replication, this)
+  std::optional<uint64_t> fail_write_after;  // Write fails once a file holds this many bytes
   std::function<void(const std::string&, std::vector<client::BlockLocation>*)> locations_hook;
   int block_location_calls = 0;
   client::CreateOptions last_create;
-  std::vector<std::string> log;                    // "create P", "rename A B", "delete P"
+  std::vector<std::string> log;  // "create P", "rename A B", "delete P"
   proto::GetStatsResponse stats;
   std::vector<proto::DatanodeInfo> datanodes;
   bool safe_mode = false;
-  int safe_mode_gets_until_off = 0;                // for `safemode wait`
+  int safe_mode_gets_until_off = 0;  // for `safemode wait`
   Config conf;
 
   // ---- FileSystem ----

@@ -180,6 +180,11 @@ TEST_CASE("admin report lists live and dead datanodes", "[cli]") {
   CHECK(h.Run({"dfsadmin", "-report"}).out == r.out);
   auto live = h.Run({"admin", "report", "-live"});
   CHECK(live.out.find("Dead datanodes") == std::string::npos);
+  h.fs->stats.set_safe_mode(true);
+  h.fs->stats.set_safe_mode_status("Safe mode is ON. 3 of 4 blocks reported.");
+  CHECK(h.Run({"admin", "report"}).out.find("\nSafe mode is ON. 3 of 4 blocks reported.\n") != std::string::npos);
+  h.fs->stats.set_safe_mode_status("");
+  CHECK(h.Run({"admin", "report"}).out.find("\nSafe mode is ON\n") != std::string::npos);
 }
 
 }  // namespace

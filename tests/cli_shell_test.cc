@@ -83,7 +83,7 @@ TEST_CASE("help and usage", "[cli]") {
   CHECK(r.out.find("  setrep [-R] [-w] <rep> <path> ...") != std::string::npos);
   CHECK(h.Run({"--help"}).rc == 0);
   r = h.Run({"usage", "copyFromLocal"});
-  CHECK(r.out == "Usage: dfs put [-f] [-p] [-d] <localsrc> ... <dst>\n");
+  CHECK(r.out == "Usage: dfs put [-f] [-p] [-d] <localsrc> ... [<dst>]\n");
   CHECK_FALSE(h.connected);
 }
 
@@ -238,9 +238,16 @@ TEST_CASE("test answers with the exit code only", "[cli]") {
   ShellHarness h;
   h.fs->AddFile("/user/alice/f", "x");
   h.fs->AddFile("/user/alice/empty", "");
-  for (auto [flag, path, rc] : std::vector<std::tuple<const char*, const char*, int>>{
-           {"-e", "f", 0}, {"-e", "nope", 1}, {"-d", "/user", 0}, {"-d", "f", 1}, {"-f", "f", 0},
-           {"-f", "/user", 1}, {"-s", "f", 0}, {"-s", "empty", 1}, {"-z", "empty", 0}, {"-z", "f", 1}}) {
+  for (auto [flag, path, rc] : std::vector<std::tuple<const char*, const char*, int>>{{"-e", "f", 0},
+                                                                                      {"-e", "nope", 1},
+                                                                                      {"-d", "/user", 0},
+                                                                                      {"-d", "f", 1},
+                                                                                      {"-f", "f", 0},
+                                                                                      {"-f", "/user", 1},
+                                                                                      {"-s", "f", 0},
+                                                                                      {"-s", "empty", 1},
+                                                                                      {"-z", "empty", 0},
+                                                                                      {"-z", "f", 1}}) {
     auto r = h.Run({"test", flag, path});
     INFO(flag << " " << path);
     CHECK(r.rc == rc);

@@ -9,12 +9,18 @@ namespace dfs::cli {
 
 std::string ErrorText(const Status& status) {
   switch (status.code()) {
-    case StatusCode::kNotFound: return "No such file or directory";
-    case StatusCode::kAlreadyExists: return "File exists";
-    case StatusCode::kIsADirectory: return "Is a directory";
-    case StatusCode::kNotADirectory: return "Not a directory";
-    case StatusCode::kNotEmpty: return "Directory is not empty";
-    default: return status.message();
+    case StatusCode::kNotFound:
+      return "No such file or directory";
+    case StatusCode::kAlreadyExists:
+      return "File exists";
+    case StatusCode::kIsADirectory:
+      return "Is a directory";
+    case StatusCode::kNotADirectory:
+      return "Not a directory";
+    case StatusCode::kNotEmpty:
+      return "Directory is not empty";
+    default:
+      return status.message();
   }
 }
 

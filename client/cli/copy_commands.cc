@@ -3,14 +3,13 @@
 // `<dst>._COPYING_` first, renamed when complete, deleted on failure.
 #include <errno.h>
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
 #include <ostream>
-
-#include <fmt/format.h>
 
 #include "client/cli/commands.h"
 #include "client/cli/glob.h"
@@ -106,8 +105,9 @@ struct PutJob {
       return;
     }
     if (preserve) {
-      PreserveInDfs(ctx, target, {int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000,
-                                  int64_t(st.st_atim.tv_sec) * 1000 + st.st_atim.tv_nsec / 1000000, st.st_mode});
+      PreserveInDfs(ctx, target,
+                    {int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000,
+                     int64_t(st.st_atim.tv_sec) * 1000 + st.st_atim.tv_nsec / 1000000, st.st_mode});
     }
   }
 
@@ -224,7 +224,8 @@ struct CpJob {
   void CopyFile(const PathArg& src, const FileInfo& info, const PathArg& target) {
     auto existing = ctx.fs().GetFileInfo(target.path);
     if (existing.ok() && (existing->is_dir || !upload.overwrite)) {
-      ctx.Error(target.display, existing->is_dir ? Status::IsADirectory("is a directory") : Status::AlreadyExists("exists"));
+      ctx.Error(target.display,
+                existing->is_dir ? Status::IsADirectory("is a directory") : Status::AlreadyExists("exists"));
       return;
     }
     auto in = ctx.fs().Open(src.path);
@@ -242,9 +243,9 @@ struct CpJob {
 
   void CopyDir(const PathArg& src, const PathArg& target) {
     auto existing = ctx.fs().GetFileInfo(target.path);
-    Status s = existing.ok() ? (existing->is_dir ? Status::OK() : Status::NotADirectory("not a directory"))
-                             : (existing.status().IsNotFound() ? ctx.fs().Mkdirs(target.path, 0755, false)
-                                                               : existing.status());
+    Status s = existing.ok()
+                   ? (existing->is_dir ? Status::OK() : Status::NotADirectory("not a directory"))
+                   : (existing.status().IsNotFound() ? ctx.fs().Mkdirs(target.path, 0755, false) : existing.status());
     auto entries = s.ok() ? ctx.fs().ListAll(src.path) : Result<std::vector<FileInfo>>(s);
     if (!entries.ok()) {
       ctx.Error(target.display, entries.status());
@@ -275,9 +276,18 @@ bool CheckMultiSourceDst(Context& ctx, size_t sources, bool dst_is_dir, const st
   return false;
 }
 
+// With one operand the destination is ".": the home directory for put, the
+// working directory for get, as in Hadoop.
+Args WithDefaultDestination(const Args& args) {
+  Args out = args;
+  if (out.size() == 1) out.push_back(".");
+  return out;
+}
+
 }  // namespace
 
-int RunPut(Context& ctx, const Flags& flags, const Args& args) {
+int RunPut(Context& ctx, const Flags& flags, const Args& operands) {
+  const Args args = WithDefaultDestination(operands);
   PutJob job{ctx, {flags.Has("f"), flags.Has("d")}, flags.Has("p")};
   const Args srcs(args.begin(), args.end() - 1);
   const std::string& dst_arg = args.back();
@@ -309,7 +319,8 @@ int RunPut(Context& ctx, const Flags& flags, const Args& args) {
   return ctx.ExitCode();
 }
 
-int RunGet(Context& ctx, const Flags& flags, const Args& args) {
+int RunGet(Context& ctx, const Flags& flags, const Args& operands) {
+  const Args args = WithDefaultDestination(operands);
   GetJob job{ctx, flags.Has("f"), flags.Has("p")};
   const std::string& dst = args.back();
   struct stat st {};

@@ -1,11 +1,10 @@
 #include "client/cli/format.h"
 
+#include <fmt/format.h>
 #include <time.h>
 
 #include <algorithm>
 #include <ostream>
-
-#include <fmt/format.h>
 
 #include "common/config.h"
 
@@ -110,19 +109,45 @@ std::string FormatStat(std::string_view format, const client::FileInfo& info) {
     }
     char c = format[++i];
     switch (c) {
-      case 'a': out += fmt::format("{:o}", info.mode & 07777); break;
-      case 'A': out += PermissionString(info.mode); break;
-      case 'b': out += std::to_string(info.length); break;
-      case 'F': out += info.is_dir ? "directory" : "regular file"; break;
-      case 'g': out += info.group; break;
-      case 'n': out += info.name.empty() ? std::string("/") : info.name; break;
-      case 'o': out += std::to_string(info.block_size); break;
-      case 'r': out += std::to_string(info.replication); break;
-      case 'u': out += info.owner; break;
-      case 'x': out += StrfTime(info.atime_ms, "%Y-%m-%d %H:%M:%S", true); break;
-      case 'X': out += std::to_string(info.atime_ms); break;
-      case 'y': out += StrfTime(info.mtime_ms, "%Y-%m-%d %H:%M:%S", true); break;
-      case 'Y': out += std::to_string(info.mtime_ms); break;
+      case 'a':
+        out += fmt::format("{:o}", info.mode & 07777);
+        break;
+      case 'A':
+        out += PermissionString(info.mode);
+        break;
+      case 'b':
+        out += std::to_string(info.length);
+        break;
+      case 'F':
+        out += info.is_dir ? "directory" : "regular file";
+        break;
+      case 'g':
+        out += info.group;
+        break;
+      case 'n':
+        out += info.name.empty() ? std::string("/") : info.name;
+        break;
+      case 'o':
+        out += std::to_string(info.block_size);
+        break;
+      case 'r':
+        out += std::to_string(info.replication);
+        break;
+      case 'u':
+        out += info.owner;
+        break;
+      case 'x':
+        out += StrfTime(info.atime_ms, "%Y-%m-%d %H:%M:%S", true);
+        break;
+      case 'X':
+        out += std::to_string(info.atime_ms);
+        break;
+      case 'y':
+        out += StrfTime(info.mtime_ms, "%Y-%m-%d %H:%M:%S", true);
+        break;
+      case 'Y':
+        out += std::to_string(info.mtime_ms);
+        break;
       default:
         out += '%';
         out += c;
@@ -169,12 +194,19 @@ void Table::Print(std::ostream& os) const {
   }
 }
 
-std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto::DatanodeInfo> nodes,
-                         int64_t now_ms, bool live_only, bool dead_only) {
+std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto::DatanodeInfo> nodes, int64_t now_ms,
+                         bool live_only, bool dead_only) {
   std::string out;
   out += fmt::format("Cluster ID: {}\n", stats.cluster_id());
-  out += stats.safe_mode() ? "Safe mode is ON" : "Safe mode is OFF";
-  out += stats.safe_mode_status().empty() ? "\n" : ". " + stats.safe_mode_status() + "\n";
+  // The NameNode's own sentence when it has one ("Safe mode is ON. The reported
+  // blocks ..."), else Hadoop's plain line.
+  const std::string& why = stats.safe_mode_status();
+  if (why.rfind("Safe mode", 0) == 0) {
+    out += why + "\n";
+  } else {
+    out += std::string(stats.safe_mode() ? "Safe mode is ON" : "Safe mode is OFF") + (why.empty() ? "" : ". " + why) +
+           "\n";
+  }
   out += fmt::format("Configured Capacity: {}\n", Capacity(stats.capacity()));
   out += fmt::format("Present Capacity: {}\n", Capacity(stats.dfs_used() + stats.remaining()));
   out += fmt::format("DFS Remaining: {}\n", Capacity(stats.remaining()));

@@ -71,7 +71,7 @@ class Table {
 
 // `dfs admin report` (hdfs dfsadmin -report). `live`/`dead` select sections;
 // both false means both.
-std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto::DatanodeInfo> nodes,
-                         int64_t now_ms, bool live_only = false, bool dead_only = false);
+std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto::DatanodeInfo> nodes, int64_t now_ms,
+                         bool live_only = false, bool dead_only = false);
 
 }  // namespace dfs::cli

@@ -1,9 +1,9 @@
 // Namespace commands: ls, mkdir, rm, rmdir, mv, du, df, count, stat, test,
 // setrep, touchz, chmod, chown, chgrp. Each mirrors the Hadoop FsShell command
 // of the same name; where the behaviour is subtle the comment names it.
-#include <ostream>
-
 #include <fmt/format.h>
+
+#include <ostream>
 
 #include "client/cli/commands.h"
 #include "client/cli/format.h"
@@ -285,7 +285,8 @@ int RunDf(Context& ctx, const Flags& flags, const Args& args) {
   const double pct = stats->capacity() ? 100.0 * double(stats->dfs_used()) / double(stats->capacity()) : 0.0;
   for (size_t i = 0; i < paths.size(); ++i) {
     table.AddRow({"dfs://" + ctx.fs().namenode_address(), SizeText(stats->capacity(), human),
-                  SizeText(stats->dfs_used(), human), SizeText(stats->remaining(), human), fmt::format("{:.0f}%", pct)});
+                  SizeText(stats->dfs_used(), human), SizeText(stats->remaining(), human),
+                  fmt::format("{:.0f}%", pct)});
   }
   table.Print(ctx.out);
   return ctx.ExitCode();
@@ -388,7 +389,8 @@ int RunChmod(Context& ctx, const Flags& flags, const Args& args) {
   char* end = nullptr;
   unsigned long mode = std::strtoul(mode_text.c_str(), &end, 8);
   if (mode_text.empty() || mode_text.size() > 4 || *end != '\0' || mode > 07777) {
-    return ctx.UsageError("mode '" + mode_text + "' is not an octal mode such as 755 (symbolic modes are not supported)");
+    return ctx.UsageError("mode '" + mode_text +
+                          "' is not an octal mode such as 755 (symbolic modes are not supported)");
   }
   return ForEachPath(ctx, Args(args.begin() + 1, args.end()), flags.Has("R"),
                      [&](const PathArg& p, const FileInfo&) { return ctx.fs().SetPermission(p.path, mode); });

@@ -12,9 +12,9 @@
 // is corrupt; either makes the path CORRUPT (exit 1). Blocks with fewer live
 // replicas than the file's replication are under-replicated (still HEALTHY).
 // The last block of a file still being written is not judged.
-#include <ostream>
-
 #include <fmt/format.h>
+
+#include <ostream>
 
 #include "client/cli/commands.h"
 #include "client/cli/format.h"
@@ -88,7 +88,8 @@ class Fsck {
     out << fmt::format(" Over-replicated blocks:\t{} ({:.1f} %)\n", t_.over, PctOf(t_.over, t_.blocks));
     out << fmt::format(" Under-replicated blocks:\t{} ({:.1f} %)\n", t_.under, PctOf(t_.under, t_.blocks));
     out << " Default replication factor:\t" << ctx_.fs().config().GetInt("dfs.replication") << '\n';
-    out << fmt::format(" Average block replication:\t{:.1f}\n", t_.blocks ? double(t_.replicas) / double(t_.blocks) : 0.0);
+    out << fmt::format(" Average block replication:\t{:.1f}\n",
+                       t_.blocks ? double(t_.replicas) / double(t_.blocks) : 0.0);
     out << " Missing blocks:\t\t" << t_.missing << '\n';
     out << " Corrupt blocks:\t\t" << t_.corrupt << '\n';
     out << fmt::format(" Missing replicas:\t\t{} ({:.1f} %)\n", t_.missing_replicas,

@@ -122,10 +122,6 @@ std::vector<PathArg> ExpandArgs(Context& ctx, const std::vector<std::string>& ar
   return out;
 }
 
-}  // namespace dfs::cli
-
-namespace dfs::cli {
-
 void Walk(Context& ctx, const PathArg& root, const client::FileInfo& info, bool recursive, const WalkFn& fn) {
   fn(root, info);
   if (!recursive || !info.is_dir) return;

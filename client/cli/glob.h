@@ -41,10 +41,6 @@ Result<std::vector<PathArg>> ExpandGlob(client::FileSystem& fs, const std::strin
 // command failed) and returns the matches of the others, in argument order.
 std::vector<PathArg> ExpandArgs(Context& ctx, const std::vector<std::string>& args);
 
-}  // namespace dfs::cli
-
-namespace dfs::cli {
-
 using WalkFn = std::function<void(const PathArg& p, const client::FileInfo& info)>;
 
 // Calls fn for `root` and, when `recursive` and it is a directory, for every

@@ -3,10 +3,11 @@
 #include "client/cli/shell.h"
 
 int main(int argc, char** argv) {
-  return dfs::cli::Main(argc, argv, [](const dfs::Config& conf, const std::string& namenode)
-                                        -> dfs::Result<std::shared_ptr<dfs::client::FileSystem>> {
-    auto fs = dfs::client::FileSystem::Connect(conf, namenode);
-    if (!fs.ok()) return fs.status();
-    return std::shared_ptr<dfs::client::FileSystem>(std::move(fs).value());
-  });
+  return dfs::cli::Main(argc, argv,
+                        [](const dfs::Config& conf,
+                           const std::string& namenode) -> dfs::Result<std::shared_ptr<dfs::client::FileSystem>> {
+                          auto fs = dfs::client::FileSystem::Connect(conf, namenode);
+                          if (!fs.ok()) return fs.status();
+                          return std::shared_ptr<dfs::client::FileSystem>(std::move(fs).value());
+                        });
 }

@@ -1,9 +1,9 @@
 #include "client/cli/progress.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <ostream>
-
-#include <fmt/format.h>
 
 #include "client/cli/context.h"
 
@@ -34,10 +34,10 @@ void Progress::Draw() {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   const double frac = total_ ? std::min(1.0, double(done_) / double(total_)) : 1.0;
   const size_t filled = static_cast<size_t>(frac * kBarWidth);
-  std::string line = fmt::format("{}  [{}{}] {:3.0f}%  {:.1f} MB / {:.1f} MB  {:.1f} MB/s", label_,
-                                 std::string(filled, '#'), std::string(kBarWidth - filled, '.'), frac * 100,
-                                 double(done_) / kMiB, double(total_) / kMiB,
-                                 secs > 0 ? double(done_) / kMiB / secs : 0.0);
+  std::string line =
+      fmt::format("{}  [{}{}] {:3.0f}%  {:.1f} MB / {:.1f} MB  {:.1f} MB/s", label_, std::string(filled, '#'),
+                  std::string(kBarWidth - filled, '.'), frac * 100, double(done_) / kMiB, double(total_) / kMiB,
+                  secs > 0 ? double(done_) / kMiB / secs : 0.0);
   std::string pad(drawn_chars_ > line.size() ? drawn_chars_ - line.size() : 0, ' ');
   ctx_.err << '\r' << line << pad << std::flush;
   drawn_chars_ = line.size();

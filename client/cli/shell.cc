@@ -1,13 +1,12 @@
 #include "client/cli/shell.h"
 
+#include <fmt/format.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <iostream>
 #include <thread>
-
-#include <fmt/format.h>
 
 #include "client/cli/commands.h"
 #include "client/cli/context.h"

@@ -42,9 +42,9 @@ struct ShellEnv {
   std::ostream* out = nullptr;
   std::ostream* err = nullptr;
   std::istream* in = nullptr;
-  bool progress = false;                  // progress bars for big copies (stderr is a TTY)
-  std::function<void(Context&)> setup;    // adjusts each command's Context (tests: sleep, clock)
-  std::function<bool()> interrupted;      // Ctrl-C seen; null: never
+  bool progress = false;                // progress bars for big copies (stderr is a TTY)
+  std::function<void(Context&)> setup;  // adjusts each command's Context (tests: sleep, clock)
+  std::function<bool()> interrupted;    // Ctrl-C seen; null: never
 };
 
 // Runs one command line (argv without the program name); returns the exit code.

@@ -1,0 +1,265 @@
+#!/usr/bin/env bash
+# The core file-system benchmark: builds Release, starts a fresh cluster of one
+# NameNode and three DataNodes in a throwaway directory, and prints
+# `name value unit` lines for put/get throughput, metadata ops/s, the
+# machine's own ceilings (dd write+fsync and read on the same disk, raw
+# loopback TCP), the ratios the targets are about, and which targets are met.
+# See bench/README.md for what every line means.
+#
+#   bench/core_bench.sh [--size 1g] [--files 10000] [--clients 8]
+#                       [--block-size 128m] [--replication 3] [--runs 3]
+#                       [--dir-parent DIR] [--no-build] [--keep]
+#
+# Lines starting with '#' are notes, not measurements. Exit status: 0 when
+# every measurement ran (whether or not targets are met), non-zero on errors.
+set -euo pipefail
+
+SIZE=1g
+FILES=10000
+CLIENTS=8
+BLOCK=128m
+REPL=3
+RUNS=3
+PARENT=${TMPDIR:-/tmp}
+BUILD_IT=1
+KEEP=0
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+die() { echo "core_bench.sh: $*" >&2; exit 1; }
+need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
+
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --size) need_arg "$@"; SIZE=$2; shift 2 ;;
+    --files) need_arg "$@"; FILES=$2; shift 2 ;;
+    --clients) need_arg "$@"; CLIENTS=$2; shift 2 ;;
+    --block-size) need_arg "$@"; BLOCK=$2; shift 2 ;;
+    --replication) need_arg "$@"; REPL=$2; shift 2 ;;
+    --runs) need_arg "$@"; RUNS=$2; shift 2 ;;
+    --dir-parent) need_arg "$@"; PARENT=$2; shift 2 ;;
+    --no-build) BUILD_IT=0; shift ;;
+    --keep) KEEP=1; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument '$1'" ;;
+  esac
+done
+
+# Sizes as the dfs config parses them: k/m/g/t are powers of 1024.
+to_bytes() {
+  local v=${1,,} mult=1
+  case "$v" in
+    *k) mult=1024; v=${v%k} ;;
+    *m) mult=$((1024 ** 2)); v=${v%m} ;;
+    *g) mult=$((1024 ** 3)); v=${v%g} ;;
+    *t) mult=$((1024 ** 4)); v=${v%t} ;;
+  esac
+  [[ "$v" =~ ^[0-9]+$ ]] || die "not a size: '$1' (use e.g. 256m or 1g)"
+  echo $((v * mult))
+}
+SIZE_BYTES=$(to_bytes "$SIZE")
+[ "$SIZE_BYTES" -ge $((1024 * 1024)) ] || die "--size must be at least 1m"
+SIZE_MIB=$((SIZE_BYTES / 1024 / 1024))
+[[ "$FILES" =~ ^[1-9][0-9]*$ ]] || die "--files must be a positive number"
+[[ "$CLIENTS" =~ ^[1-9][0-9]*$ ]] || die "--clients must be a positive number"
+[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number"
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD=${DFS_BUILD_DIR:-$ROOT/build-release}
+BIN=$BUILD/bin
+export LC_ALL=C
+
+# ------------------------------------------------------------------ build
+if [ "$BUILD_IT" -eq 1 ]; then
+  echo "# building Release in $BUILD" >&2
+  BUILD_LOG=$(mktemp)
+  if ! { cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDFS_BUILD_TESTS=OFF &&
+         cmake --build "$BUILD" -j2 --target dfs-namenode dfs-datanode core_bench; } >"$BUILD_LOG" 2>&1; then
+    tail -n 30 "$BUILD_LOG" >&2
+    rm -f "$BUILD_LOG"
+    die "the build failed (output above)"
+  fi
+  rm -f "$BUILD_LOG"
+fi
+for b in dfs-namenode dfs-datanode core_bench; do
+  [ -x "$BIN/$b" ] || die "$BIN/$b is missing; build it (or drop --no-build)"
+done
+
+# ------------------------------------------------------------------ cluster dir and cleanup
+mkdir -p "$PARENT"
+DIR=$(mktemp -d "$PARENT/dfs-bench.XXXXXX") || die "cannot create a directory under $PARENT"
+PIDS=()
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "# pid $pid did not stop within 10 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+  if [ "$KEEP" -eq 1 ] || [ $rc -ne 0 ]; then
+    echo "# cluster directory kept for inspection: $DIR (logs in $DIR/logs)" >&2
+    rm -f "$DIR/ddfile"
+    [ "$KEEP" -eq 1 ] || rm -rf "$DIR"/dn*/ "$DIR"/nn/  # keep the logs, not the data
+  else
+    rm -rf "$DIR"
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# About 3 replicas + the dd file, plus slack.
+NEED_KB=$(( (SIZE_BYTES * (REPL + 1)) / 1024 + 512 * 1024 ))
+AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
+[ "$AVAIL_KB" -ge "$NEED_KB" ] || die "$DIR has $((AVAIL_KB / 1024)) MiB free; the run needs about $((NEED_KB / 1024)) MiB"
+
+mkdir -p "$DIR/logs"
+# Keep the user's config and NameNode out of it.
+export DFS_HOME=$DIR
+unset DFS_CONF DFS_NAMENODE
+
+# wait_port_file FILE KEY PID NAME: prints the port once FILE has KEY=..., with a deadline.
+wait_port_file() {
+  local file=$1 key=$2 pid=$3 name=$4
+  for _ in $(seq 300); do
+    if [ -f "$file" ]; then
+      local port
+      port=$(sed -n "s/^$key=//p" "$file")
+      if [ -n "$port" ]; then echo "$port"; return 0; fi
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$DIR/logs/$name.log" >&2
+      die "$name exited during start-up (log above)"
+    fi
+    sleep 0.1
+  done
+  tail -n 20 "$DIR/logs/$name.log" >&2
+  die "$name did not write its port file within 30 s (log above)"
+}
+
+echo "# cluster in $DIR: 1 NameNode + 3 DataNodes, block size $BLOCK, replication $REPL" >&2
+"$BIN/dfs-namenode" -D dfs.namenode.rpc-address=127.0.0.1:0 -D "dfs.namenode.name.dir=$DIR/nn" \
+  --port-file "$DIR/nn.port" >"$DIR/logs/namenode.log" 2>&1 </dev/null &
+PIDS+=($!)
+NN_PORT=$(wait_port_file "$DIR/nn.port" rpc "${PIDS[0]}" namenode)
+NN=127.0.0.1:$NN_PORT
+for i in 1 2 3; do
+  "$BIN/dfs-datanode" -D "fs.defaultFS=$NN" -D dfs.datanode.address=127.0.0.1:0 \
+    -D "dfs.datanode.data.dir=$DIR/dn$i" --port-file "$DIR/dn$i.port" \
+    >"$DIR/logs/datanode$i.log" 2>&1 </dev/null &
+  PIDS+=($!)
+done
+for i in 1 2 3; do wait_port_file "$DIR/dn$i.port" xfer "${PIDS[$i]}" "datanode$i" >/dev/null; done
+
+BENCH=("$BIN/core_bench" --namenode "$NN" -D "dfs.blocksize=$BLOCK" -D "dfs.replication=$REPL")
+# run_bench SECONDS ARGS...: the bench program with a deadline and a clear error.
+run_bench() {
+  local secs=$1; shift
+  local rc=0
+  timeout --kill-after=10 "$secs" "${BENCH[@]}" "$@" || rc=$?
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then die "core_bench $1 did not finish within $secs s"; fi
+  [ $rc -eq 0 ] || die "core_bench $1 failed (exit $rc); daemon logs: $DIR/logs/"
+}
+run_bench 90 wait --datanodes 3 --timeout 60 >&2
+
+RESULTS=$DIR/results
+: >"$RESULTS"
+emit() { echo "$1 $2 $3" | tee -a "$RESULTS"; }
+value_of() { awk -v n="$1" '$1 == n {print $2; exit}' "$RESULTS"; }
+
+echo "# core_bench size=$SIZE files=$FILES clients=$CLIENTS block_size=$BLOCK replication=$REPL runs=$RUNS dir=$DIR"
+echo "# host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), disk $(df -P "$DIR" | awk 'NR==2 {print $1}')"
+
+# ------------------------------------------------------------------ throughput rounds
+# dd_rate: MB/s (10^6 bytes per second) from dd's summary line on stdin.
+dd_rate() { awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s," || $i == "s") secs = $(i - 1); gsub(",", "", secs); if (secs > 0) printf "%.1f\n", $1 / secs / 1e6}'; }
+
+CAN_DROP=0
+if sync && { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then CAN_DROP=1; fi
+
+# round N: one of each throughput measurement, in the same noise conditions,
+# as `name value unit` lines in $DIR/round.N.
+round() {
+  local out=$DIR/round.$1 dd_out rate
+  : >"$out"
+  sync
+  dd_out=$(dd if=/dev/zero of="$DIR/ddfile" bs=1M count="$SIZE_MIB" conv=fsync 2>&1) || die "dd write failed: $dd_out"
+  rate=$(echo "$dd_out" | dd_rate)
+  [ -n "$rate" ] || die "could not parse dd's output: $dd_out"
+  echo "disk_write_fsync_ceiling $rate MB/s" >>"$out"
+  if [ $CAN_DROP -eq 1 ]; then
+    sync
+    echo 3 >/proc/sys/vm/drop_caches
+    dd_out=$(dd if="$DIR/ddfile" of=/dev/null bs=1M 2>&1) || die "dd read failed: $dd_out"
+  else
+    dd_out=$(dd if="$DIR/ddfile" of=/dev/null bs=1M iflag=direct 2>&1) ||
+      dd_out=$(dd if="$DIR/ddfile" of=/dev/null bs=1M 2>&1) || die "dd read failed: $dd_out"
+  fi
+  echo "disk_read_ceiling $(echo "$dd_out" | dd_rate) MB/s" >>"$out"
+  rm -f "$DIR/ddfile"
+  sync
+  run_bench 300 loopback --size "$SIZE" >>"$out"
+  run_bench 1800 put "$SIZE" /bench/big --replication "$REPL" --block-size "$BLOCK" >>"$out"
+  # get reads what put just wrote: the DataNodes serve it from the page cache,
+  # which is why it is compared with loopback TCP and not with the disk.
+  run_bench 1800 get /bench/big --expect "$SIZE" >>"$out"
+  # Free the blocks before the next round (deleted asynchronously by the DataNodes).
+  run_bench 60 rm /bench/big >>"$out"
+}
+
+for r in $(seq 1 "$RUNS"); do
+  echo "# round $r of $RUNS" >&2
+  round "$r"
+done
+if [ $CAN_DROP -eq 1 ]; then
+  echo "# disk_read_ceiling: page cache dropped before each read (cold read)"
+elif dd if=/dev/null of=/dev/null iflag=direct 2>/dev/null; then
+  echo "# disk_read_ceiling: cannot drop the page cache (not permitted); read with O_DIRECT (uncached)"
+else
+  echo "# disk_read_ceiling: cannot drop the page cache: the read may be CACHED (memory speed)"
+fi
+# The median of the rounds for every throughput line; each round's values as a note.
+for name in disk_write_fsync_ceiling disk_read_ceiling loopback_tcp_ceiling put_throughput get_throughput; do
+  vals=$(awk -v n="$name" '$1 == n {print $2}' "$DIR"/round.* | sort -g)
+  count=$(echo "$vals" | grep -c . || true)
+  [ "$count" -gt 0 ] || die "no $name measured"
+  median=$(echo "$vals" | awk -v c="$count" 'NR == int((c + 1) / 2) {m = $1} NR == int(c / 2) + 1 {n = $1} END {printf "%.1f\n", (m + n) / 2}')
+  [ "$RUNS" -gt 1 ] && echo "# $name per round: $(for r in $(seq 1 "$RUNS"); do awk -v n="$name" '$1 == n {printf "%s ", $2}' "$DIR/round.$r"; done)"
+  emit "$name" "$median" MB/s
+done
+
+# ------------------------------------------------------------------ metadata
+run_bench 1800 meta --files "$FILES" --clients "$CLIENTS" --dir /bench/meta | tee -a "$RESULTS"
+
+# ------------------------------------------------------------------ ratios and targets
+PUT=$(value_of put_throughput)
+GET=$(value_of get_throughput)
+LOOP=$(value_of loopback_tcp_ceiling)
+CREATE=$(value_of create_ops)
+STAT=$(value_of stat_ops)
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f\n", a / b; else print "nan" }'; }
+DISK_W=$(value_of disk_write_fsync_ceiling)
+PUT_RATIO=$(ratio "$PUT" "$(awk -v w="$DISK_W" -v r="$REPL" 'BEGIN {print w / r}')")
+GET_RATIO=$(ratio "$GET" "$LOOP")
+emit put_vs_disk_ceiling_div$REPL "$PUT_RATIO" ratio
+emit get_vs_loopback "$GET_RATIO" ratio
+
+MET=0
+TOTAL=0
+target() {  # target NAME VALUE THRESHOLD
+  local verdict
+  verdict=$(awk -v v="$2" -v t="$3" 'BEGIN { print (v ~ /^[0-9.]+$/ && v + 0 >= t + 0) ? "met" : "missed" }')
+  TOTAL=$((TOTAL + 1))
+  [ "$verdict" = met ] && MET=$((MET + 1))
+  echo "target $1>=$3 $2 $verdict"
+}
+target put_vs_disk_ceiling_div$REPL "$PUT_RATIO" 0.60
+target get_vs_loopback "$GET_RATIO" 0.70
+target stat_ops "$STAT" 30000
+target create_ops "$CREATE" 5000
+echo "targets_met $MET/$TOTAL"
