@@ -1,9 +1,9 @@
 #include "common/block_reader.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 namespace dfs {
 

@@ -51,11 +51,11 @@ class BlockReader {
   const uint32_t bpc_;
   uint64_t pos_;
   const uint64_t end_;
-  uint64_t next_offset_;        // offset the next packet must start at
+  uint64_t next_offset_;  // offset the next packet must start at
   const uint64_t block_length_;
   const Millis timeout_;
   Packet pkt_;
-  uint64_t pkt_start_ = 0;      // block offset of pkt_.data()[0]
+  uint64_t pkt_start_ = 0;  // block offset of pkt_.data()[0]
   uint64_t pkt_end_ = 0;
   bool at_end_ = false;
 };

@@ -1,9 +1,9 @@
 #include "common/block_writer.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cstring>
-
-#include <fmt/format.h>
 
 #include "common/checksum.h"
 #include "common/logging.h"
@@ -31,8 +31,7 @@ Result<std::unique_ptr<BlockWriter>> BlockWriter::Open(const proto::Block& block
   if (targets.empty()) return Status::InvalidArgument("no DataNode to write " + name + " to");
   if (options.bytes_per_checksum < kMinBytesPerChecksum || options.bytes_per_checksum > kMaxBytesPerChecksum) {
     return Status::InvalidArgument(fmt::format("bytes per checksum {} is outside [{}, {}] (dfs.bytes-per-checksum)",
-                                               options.bytes_per_checksum, kMinBytesPerChecksum,
-                                               kMaxBytesPerChecksum));
+                                               options.bytes_per_checksum, kMinBytesPerChecksum, kMaxBytesPerChecksum));
   }
   if (options.max_packets_in_flight == 0) {
     return Status::InvalidArgument("max packets in flight must be at least 1 (dfs.client.write.max-packets-in-flight)");
@@ -56,8 +55,8 @@ Result<std::unique_ptr<BlockWriter>> BlockWriter::Open(const proto::Block& block
   if (s.ok()) s = ReadOpResponse(sock, &resp, PipelineAckTimeout(options.socket_timeout, targets.size() - 1));
   if (!s.ok()) {
     bad = 0;
-    return Status(s.code(), fmt::format("setting up the pipeline for {} at {}: {}", name, DataNodeName(first),
-                                        s.message()));
+    return Status(s.code(),
+                  fmt::format("setting up the pipeline for {} at {}: {}", name, DataNodeName(first), s.message()));
   }
   if (resp.code() != proto::OK) {
     bad = resp.first_bad_link().empty() ? 0 : IndexOfTarget(targets, resp.first_bad_link());
@@ -141,8 +140,8 @@ Status BlockWriter::SendFailed(const Status& s) {
     return error_;
   }
   l.unlock();
-  Fail(Status(s.code(), fmt::format("writing {} to {}: {}", BlockName(BlockId(block_.id())),
-                                    DataNodeName(targets_[0]), s.message())),
+  Fail(Status(s.code(), fmt::format("writing {} to {}: {}", BlockName(BlockId(block_.id())), DataNodeName(targets_[0]),
+                                    s.message())),
        0);
   l.lock();
   return error_;
@@ -247,7 +246,8 @@ void BlockWriter::AckLoop() {
         l.unlock();
         // Idle pipeline: keep the DataNodes from timing out on us.
         Status s = Send(hb, nullptr, 0, nullptr, 0, true);
-        if (!s.ok()) Fail(Status(s.code(), fmt::format("sending a heartbeat for {} to {}: {}", name, first, s.message())), 0);
+        if (!s.ok())
+          Fail(Status(s.code(), fmt::format("sending a heartbeat for {} to {}: {}", name, first, s.message())), 0);
         continue;
       }
     }
@@ -263,8 +263,10 @@ void BlockWriter::AckLoop() {
       if (ack.statuses(i) == proto::OK) continue;
       const std::string who = i < static_cast<int>(targets_.size()) ? DataNodeName(targets_[i]) : "a DataNode";
       l.unlock();
-      Fail(FromProto(ack.statuses(i), fmt::format("writing {}: pipeline failed at {}: {}", name, who,
-                                                  ack.message().empty() ? StatusCodeName(static_cast<StatusCode>(ack.statuses(i))) : ack.message())),
+      Fail(FromProto(ack.statuses(i),
+                     fmt::format("writing {}: pipeline failed at {}: {}", name, who,
+                                 ack.message().empty() ? StatusCodeName(static_cast<StatusCode>(ack.statuses(i)))
+                                                       : ack.message())),
            i < static_cast<int>(targets_.size()) ? i : -1);
       return;
     }

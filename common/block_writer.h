@@ -33,10 +33,11 @@ class BlockWriter {
  public:
   struct Options {
     uint32_t bytes_per_checksum = 64 << 10;  // dfs.bytes-per-checksum
-    size_t packet_size = 256 << 10;          // data bytes per packet, rounded down to whole chunks (dfs.client-write-packet-size)
-    size_t max_packets_in_flight = 64;       // unacked packets before Write blocks (dfs.client.write.max-packets-in-flight)
-    Millis socket_timeout = Millis(60000);   // idle timeout per socket operation (dfs.client.socket-timeout)
-    std::string client_name;                 // for the DataNodes' logs
+    size_t packet_size =
+        256 << 10;  // data bytes per packet, rounded down to whole chunks (dfs.client-write-packet-size)
+    size_t max_packets_in_flight = 64;  // unacked packets before Write blocks (dfs.client.write.max-packets-in-flight)
+    Millis socket_timeout = Millis(60000);  // idle timeout per socket operation (dfs.client.socket-timeout)
+    std::string client_name;                // for the DataNodes' logs
   };
 
   // Connects to targets[0] and sets up the pipeline through every target. On
@@ -100,15 +101,15 @@ class BlockWriter {
   const size_t packet_cap_;  // data bytes in a packet that starts on a chunk boundary
   Socket sock_;
   std::vector<Slot> ring_;
-  size_t cur_ = 0;           // slot being filled
-  size_t cur_len_ = 0;       // bytes in it
-  bool cur_open_ = false;    // the slot is acquired
-  uint64_t written_ = 0;     // offset of the next byte
-  uint64_t sent_ = 0;        // offset after the last sent packet
+  size_t cur_ = 0;         // slot being filled
+  size_t cur_len_ = 0;     // bytes in it
+  bool cur_open_ = false;  // the slot is acquired
+  uint64_t written_ = 0;   // offset of the next byte
+  uint64_t sent_ = 0;      // offset after the last sent packet
   int64_t next_seqno_ = 0;
   bool finished_ = false;
 
-  std::mutex send_mu_;       // the writer thread and the heartbeat share the socket's write side
+  std::mutex send_mu_;  // the writer thread and the heartbeat share the socket's write side
   std::string send_scratch_;
 
   mutable std::mutex mu_;

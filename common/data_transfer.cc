@@ -1,13 +1,12 @@
 #include "common/data_transfer.h"
 
+#include <fmt/format.h>
+#include <google/protobuf/message_lite.h>
 #include <sys/socket.h>
 
 #include <algorithm>
 #include <bit>
 #include <cstring>
-
-#include <fmt/format.h>
-#include <google/protobuf/message_lite.h>
 
 #include "common/checksum.h"
 

@@ -56,10 +56,10 @@ class MessageLite;
 
 namespace dfs {
 
-inline constexpr uint32_t kMaxOpMessageBytes = 1u << 20;      // OpRequest / OpResponse
-inline constexpr uint32_t kMaxPacketHeaderBytes = 4u << 10;   // PacketHeader
-inline constexpr uint32_t kMaxPacketDataBytes = 16u << 20;    // data in one packet
-inline constexpr uint32_t kMaxAckBytes = 64u << 10;           // PipelineAck
+inline constexpr uint32_t kMaxOpMessageBytes = 1u << 20;     // OpRequest / OpResponse
+inline constexpr uint32_t kMaxPacketHeaderBytes = 4u << 10;  // PacketHeader
+inline constexpr uint32_t kMaxPacketDataBytes = 16u << 20;   // data in one packet
+inline constexpr uint32_t kMaxAckBytes = 64u << 10;          // PipelineAck
 inline constexpr uint32_t kMinBytesPerChecksum = 64;
 inline constexpr uint32_t kMaxBytesPerChecksum = kMaxPacketDataBytes;
 inline constexpr int64_t kHeartbeatSeqno = -1;
@@ -72,11 +72,10 @@ inline size_t PacketChunks(uint64_t offset, uint64_t len, uint32_t bytes_per_che
 
 // Checksums of the grid pieces of data that sits at `offset` in the block:
 // writes PacketChunks(offset, n, bpc) values to out.
-void ComputePacketChecksums(uint64_t offset, const char* data, size_t n, uint32_t bytes_per_checksum,
-                            uint64_t* out);
+void ComputePacketChecksums(uint64_t offset, const char* data, size_t n, uint32_t bytes_per_checksum, uint64_t* out);
 // Index of the first grid piece whose checksum differs from expected[], if any.
-std::optional<size_t> VerifyPacketChecksums(uint64_t offset, const char* data, size_t n,
-                                            uint32_t bytes_per_checksum, const uint64_t* expected);
+std::optional<size_t> VerifyPacketChecksums(uint64_t offset, const char* data, size_t n, uint32_t bytes_per_checksum,
+                                            const uint64_t* expected);
 
 // How long a node waits for the ack of a packet when `downstream_nodes` nodes
 // are behind the one it talks to: the base idle timeout plus half of it per

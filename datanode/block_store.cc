@@ -1,6 +1,8 @@
 #include "datanode/block_store.h"
 
 #include <fcntl.h>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -11,9 +13,6 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
-
-#include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include "common/checksum.h"
 #include "common/data_transfer.h"
@@ -99,14 +98,17 @@ Result<uint32_t> DecodeMetaHeader(const char* in, const std::string& path) {
   std::memcpy(&bpc, in + 8, 4);
   if (std::memcmp(in, "DFSM", 4) != 0) return Status::Corruption(path + " is not a dfs meta file (bad magic)");
   if (version != kMetaVersion) {
-    return Status::Corruption(fmt::format("{} has meta version {}, this DataNode reads {}", path, version, kMetaVersion));
+    return Status::Corruption(
+        fmt::format("{} has meta version {}, this DataNode reads {}", path, version, kMetaVersion));
   }
   if (type != kChecksumTypeXxh3) return Status::Corruption(fmt::format("{} has unknown checksum type {}", path, type));
   if (bpc == 0) return Status::Corruption(path + " has bytes_per_checksum 0");
   return bpc;
 }
 
-uint64_t MetaFileSize(uint64_t num_bytes, uint32_t bpc) { return kMetaHeaderBytes + PacketChunks(0, num_bytes, bpc) * 8; }
+uint64_t MetaFileSize(uint64_t num_bytes, uint32_t bpc) {
+  return kMetaHeaderBytes + PacketChunks(0, num_bytes, bpc) * 8;
+}
 
 // "blk_<id>_<gs>" or "blk_<id>_<gs>.meta" → id, gs, is_meta.
 bool ParseReplicaName(const std::string& name, uint64_t* id, uint64_t* gs, bool* is_meta) {
@@ -131,8 +133,8 @@ std::string SubdirName(uint64_t id) { return fmt::format("subdir{:02}", id % kSu
 // ---------------------------------------------------------------------------
 // ReplicaWriter
 
-ReplicaWriter::ReplicaWriter(BlockStore* store, size_t volume, proto::Block block, uint32_t bpc,
-                             std::string tmp_data, std::string tmp_meta, int data_fd, int meta_fd)
+ReplicaWriter::ReplicaWriter(BlockStore* store, size_t volume, proto::Block block, uint32_t bpc, std::string tmp_data,
+                             std::string tmp_meta, int data_fd, int meta_fd)
     : store_(store),
       volume_(volume),
       block_(std::move(block)),
@@ -540,7 +542,8 @@ Result<std::unique_ptr<ReplicaReader>> BlockStore::OpenForRead(const proto::Bloc
   struct stat st {};
   if (::fstat(dfd, &st) != 0) return Status::FromErrno("stat " + path, errno);
   if (static_cast<uint64_t>(st.st_size) != r.num_bytes) {
-    return Status::Corruption(fmt::format("{} has {} bytes on disk but {} were written", path, st.st_size, r.num_bytes));
+    return Status::Corruption(
+        fmt::format("{} has {} bytes on disk but {} were written", path, st.st_size, r.num_bytes));
   }
   return reader;
 }

@@ -188,9 +188,9 @@ class BlockStore {
   uint32_t failed_volumes_ = 0;
 
   mutable std::mutex mu_;
-  std::unordered_map<uint64_t, Replica> replicas_;      // by block id; finalized only
-  std::set<std::pair<uint64_t, uint64_t>> writing_;      // (id, gs) under tmp/
-  size_t next_volume_ = 0;                               // round robin among ties
+  std::unordered_map<uint64_t, Replica> replicas_;   // by block id; finalized only
+  std::set<std::pair<uint64_t, uint64_t>> writing_;  // (id, gs) under tmp/
+  size_t next_volume_ = 0;                           // round robin among ties
 };
 
 }  // namespace dfs::datanode

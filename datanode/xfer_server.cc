@@ -1,12 +1,11 @@
 #include "datanode/xfer_server.h"
 
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <algorithm>
 #include <deque>
-
-#include <fmt/format.h>
 
 #include "common/data_transfer.h"
 #include "common/logging.h"
@@ -41,8 +40,8 @@ struct XferServer::WriteContext {
   struct Entry {
     int64_t seqno;
     bool last;
-    Status status;            // not OK: this node failed; the ack says so and ends the write
-    bool downstream_failed;   // the packet could not be forwarded
+    Status status;           // not OK: this node failed; the ack says so and ends the write
+    bool downstream_failed;  // the packet could not be forwarded
   };
 
   Socket* up = nullptr;
@@ -138,9 +137,10 @@ void XferServer::AcceptLoop() {
     if (active_.load() >= options_.max_threads) {
       log->warn("refusing a transfer from {}: all {} transfer threads are busy", sock.PeerAddress(),
                 options_.max_threads);
-      ReplyError(sock, Status::Unavailable(fmt::format(
-                           "DataNode {} is busy: all {} transfer threads (dfs.datanode.max.transfer.threads) are in use",
-                           options_.node_label, options_.max_threads)));
+      ReplyError(sock,
+                 Status::Unavailable(fmt::format(
+                     "DataNode {} is busy: all {} transfer threads (dfs.datanode.max.transfer.threads) are in use",
+                     options_.node_label, options_.max_threads)));
       DrainBeforeClose(sock, Millis(200));
       continue;
     }
@@ -218,9 +218,9 @@ bool XferServer::HandleRead(Socket& sock, const proto::OpRequest& req) {
   const uint64_t len = reader.length();
   const uint64_t off = req.offset();
   if (off > len || (req.length() > 0 && req.length() > len - off)) {
-    ReplyError(sock, Status::InvalidArgument(
-                         fmt::format("DataNode {}: range [{}, {}) is outside {}, which has {} bytes",
-                                     options_.node_label, off, off + req.length(), name, len)));
+    ReplyError(sock,
+               Status::InvalidArgument(fmt::format("DataNode {}: range [{}, {}) is outside {}, which has {} bytes",
+                                                   options_.node_label, off, off + req.length(), name, len)));
     return true;
   }
   const uint64_t end = req.length() == 0 ? len : off + req.length();
@@ -276,9 +276,9 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
   const std::string me = "DataNode " + options_.node_label;
   const uint32_t bpc = req.bytes_per_checksum();
   if (bpc < kMinBytesPerChecksum || bpc > kMaxBytesPerChecksum) {
-    ReplyError(sock, Status::InvalidArgument(fmt::format("{}: bytes_per_checksum {} for {} is outside [{}, {}]", me,
-                                                         bpc, ctx.block_name, kMinBytesPerChecksum,
-                                                         kMaxBytesPerChecksum)));
+    ReplyError(sock,
+               Status::InvalidArgument(fmt::format("{}: bytes_per_checksum {} for {} is outside [{}, {}]", me, bpc,
+                                                   ctx.block_name, kMinBytesPerChecksum, kMaxBytesPerChecksum)));
     DrainBeforeClose(sock, kErrorLinger);
     return;
   }
@@ -318,8 +318,8 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
       log->warn("write of {}: cannot set up the pipeline to downstream {}: {}", ctx.block_name, ctx.down_addr,
                 s.ToString());
       ReplyError(sock,
-                 Status::Unavailable(fmt::format("{} cannot reach downstream DataNode {}: {}", me, ctx.down_addr,
-                                                 s.message())),
+                 Status::Unavailable(
+                     fmt::format("{} cannot reach downstream DataNode {}: {}", me, ctx.down_addr, s.message())),
                  ctx.down_addr);
       DrainBeforeClose(sock, kErrorLinger);
       return;
@@ -354,17 +354,17 @@ void XferServer::ReceivePackets(WriteContext& ctx) {
     if (ctx.failed) break;  // the responder already ended this write
     if (s.ok() && h.seqno() != kHeartbeatSeqno) {
       if (h.seqno() != expected) {
-        s = Status::ProtocolError(fmt::format("{}: packet {} of {} arrived, expected packet {}", me, h.seqno(),
-                                              ctx.block_name, expected));
+        s = Status::ProtocolError(
+            fmt::format("{}: packet {} of {} arrived, expected packet {}", me, h.seqno(), ctx.block_name, expected));
       } else if (h.offset_in_block() != ctx.writer->length()) {
         s = Status::ProtocolError(fmt::format("{}: packet {} of {} starts at offset {}, expected {}", me, h.seqno(),
                                               ctx.block_name, h.offset_in_block(), ctx.writer->length()));
-      } else if (auto bad = VerifyPacketChecksums(h.offset_in_block(), pkt.data(), h.data_len(), bpc,
-                                                  pkt.checksums())) {
-        s = Status::Corruption(fmt::format("{}: checksum mismatch in packet {} of {} (chunk at block offset {}) "
-                                           "received from {}",
-                                           me, h.seqno(), ctx.block_name,
-                                           (h.offset_in_block() / bpc + *bad) * bpc, ctx.peer));
+      } else if (auto bad =
+                     VerifyPacketChecksums(h.offset_in_block(), pkt.data(), h.data_len(), bpc, pkt.checksums())) {
+        s = Status::Corruption(
+            fmt::format("{}: checksum mismatch in packet {} of {} (chunk at block offset {}) "
+                        "received from {}",
+                        me, h.seqno(), ctx.block_name, (h.offset_in_block() / bpc + *bad) * bpc, ctx.peer));
       }
     } else if (s.ok() && h.data_len() != 0) {
       s = Status::ProtocolError(fmt::format("{}: heartbeat packet for {} carries data", me, ctx.block_name));

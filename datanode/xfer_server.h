@@ -38,11 +38,11 @@ class XferServer {
  public:
   struct Options {
     std::string bind_host = "127.0.0.1";
-    uint16_t port = 0;                             // 0 picks a free port
-    int max_threads = 256;                         // concurrent connections (dfs.datanode.max.transfer.threads)
-    Millis socket_timeout = Millis(60000);         // idle timeout per socket operation (dfs.client.socket-timeout)
-    std::string node_label;                        // "127.0.0.1:9866", used in messages; defaults to host:port
-    size_t read_packet_bytes = 256 << 10;          // data per READ_BLOCK packet, rounded to whole chunks
+    uint16_t port = 0;                      // 0 picks a free port
+    int max_threads = 256;                  // concurrent connections (dfs.datanode.max.transfer.threads)
+    Millis socket_timeout = Millis(60000);  // idle timeout per socket operation (dfs.client.socket-timeout)
+    std::string node_label;                 // "127.0.0.1:9866", used in messages; defaults to host:port
+    size_t read_packet_bytes = 256 << 10;   // data per READ_BLOCK packet, rounded to whole chunks
   };
   using BlockReceivedFn = std::function<void(const proto::Block&)>;
 
@@ -92,7 +92,7 @@ class XferServer {
   std::atomic<int> active_{0};
 
   std::mutex mu_;
-  std::list<Conn> conns_;     // touched by the accept thread and Shutdown only
+  std::list<Conn> conns_;  // touched by the accept thread and Shutdown only
   std::set<Socket*> sockets_;
 };
 

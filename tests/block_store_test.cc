@@ -1,5 +1,7 @@
 // BlockStore: replica files, publication by rename, the startup scan and its
 // cleanup, generation stamps, deletion and several data dirs.
+#include "datanode/block_store.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -12,7 +14,6 @@
 
 #include "common/checksum.h"
 #include "common/data_transfer.h"
-#include "datanode/block_store.h"
 
 namespace fs = std::filesystem;
 using dfs::datanode::BlockStore;
@@ -66,8 +67,8 @@ void AppendAll(ReplicaWriter& w, const std::string& data, size_t piece) {
   }
 }
 
-dfs::proto::Block WriteReplica(BlockStore& store, uint64_t id, uint64_t gs, const std::string& data,
-                               uint32_t bpc = 512, size_t piece = 4096) {
+dfs::proto::Block WriteReplica(BlockStore& store, uint64_t id, uint64_t gs, const std::string& data, uint32_t bpc = 512,
+                               size_t piece = 4096) {
   auto w = store.CreateTemporary(Blk(id, gs), bpc);
   REQUIRE(w.ok());
   AppendAll(**w, data, piece);

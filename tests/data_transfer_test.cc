@@ -1,9 +1,11 @@
 // The data path end to end: in-process XferServers on loopback forming write
 // pipelines, BlockWriter/BlockReader, and what the server does with bad input.
+#include "common/data_transfer.h"
+
 #include <unistd.h>
 
-#include <catch2/catch.hpp>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -13,7 +15,6 @@
 #include "common/block_reader.h"
 #include "common/block_writer.h"
 #include "common/checksum.h"
-#include "common/data_transfer.h"
 #include "datanode/block_store.h"
 #include "datanode/xfer_server.h"
 
@@ -163,7 +164,7 @@ uint64_t WriteBlock(const dfs::proto::Block& b, const std::vector<dfs::proto::Da
 }
 
 dfs::Result<std::string> ReadRange(const dfs::proto::DatanodeId& dn, const dfs::proto::Block& b, uint64_t off,
-                              uint64_t len, size_t bufsize = 7000) {
+                                   uint64_t len, size_t bufsize = 7000) {
   DFS_ASSIGN_OR_RETURN(auto r, dfs::BlockReader::Open(dn, b, off, len, ReaderOptions()));
   std::string out;
   std::string buf(bufsize, '\0');
@@ -592,6 +593,6 @@ TEST_CASE("data transfer: 3-node pipeline throughput", "[.][data_transfer_bench]
   }
   const double rsecs = std::chrono::duration<double>(std::chrono::steady_clock::now() - rstart).count();
   WARN("3-node pipeline write of " << (total >> 20) << " MiB (sync_on_close=" << sync << "): " << secs << " s, "
-                                    << (total / 1048576.0) / secs << " MiB/s; read: " << (total / 1048576.0) / rsecs
-                                    << " MiB/s");
+                                   << (total / 1048576.0) / secs << " MiB/s; read: " << (total / 1048576.0) / rsecs
+                                   << " MiB/s");
 }
