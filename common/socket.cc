@@ -143,6 +143,13 @@ Status Socket::Wait(short events, Millis timeout, const char* op) {
   }
 }
 
+Status Socket::WaitReadable(Millis timeout) { return Wait(POLLIN, timeout, "waiting for"); }
+
+bool Socket::HasPendingInput() const {
+  pollfd p{fd_, POLLIN | POLLRDHUP, 0};
+  return ::poll(&p, 1, 0) > 0;
+}
+
 Status Socket::ReadFull(void* buf, size_t n, Millis timeout) {
   char* p = static_cast<char*>(buf);
   while (n > 0) {

@@ -39,6 +39,11 @@ class Socket {
   // Sends n bytes of `file_fd` from `offset` with sendfile(2).
   Status SendFile(int file_fd, uint64_t offset, size_t n, Millis timeout);
 
+  // Waits until a byte (or the peer's close) can be read; TimedOut otherwise.
+  Status WaitReadable(Millis timeout);
+  // True when the peer closed or sent something unasked (checked without waiting).
+  bool HasPendingInput() const;
+
   void SetNoDelay();
   void ShutdownBoth();  // wakes a thread blocked in ReadFull on this socket
   void Close();

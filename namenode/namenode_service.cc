@@ -20,6 +20,9 @@ Caller CallerOf(const rpc::CallContext& ctx) { return Caller{ctx.user, ctx.clien
 void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm) {
   using namespace proto;  // NOLINT: message names read better unqualified here
   using Ctx = rpc::CallContext;
+  // Short read-only calls run on the I/O thread that read them (no hand-off);
+  // everything that may wait (group commit, long scans) runs on the pool.
+  constexpr auto kInline = rpc::RpcServer::Dispatch::kInline;
 
   // ---- Client protocol --------------------------------------------------
   s->Register<MkdirsRequest, MkdirsResponse>(
@@ -35,11 +38,13 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
       COMPLETE, "complete", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->Complete(CallerOf(c), rq, rs); });
   s->Register<GetBlockLocationsRequest, GetBlockLocationsResponse>(
       GET_BLOCK_LOCATIONS, "getBlockLocations",
-      [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->GetBlockLocations(CallerOf(c), rq, rs); });
+      [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->GetBlockLocations(CallerOf(c), rq, rs); }, kInline);
   s->Register<GetFileInfoRequest, GetFileInfoResponse>(
-      GET_FILE_INFO, "getFileInfo", [ns](const Ctx&, const auto& rq, auto* rs) { return ns->GetFileInfo(rq, rs); });
+      GET_FILE_INFO, "getFileInfo", [ns](const Ctx&, const auto& rq, auto* rs) { return ns->GetFileInfo(rq, rs); },
+      kInline);
   s->Register<GetListingRequest, GetListingResponse>(
-      GET_LISTING, "getListing", [ns](const Ctx&, const auto& rq, auto* rs) { return ns->GetListing(rq, rs); });
+      GET_LISTING, "getListing", [ns](const Ctx&, const auto& rq, auto* rs) { return ns->GetListing(rq, rs); },
+      kInline);
   s->Register<DeleteRequest, DeleteResponse>(
       DELETE, "delete", [ns](const Ctx& c, const auto& rq, auto*) { return ns->Delete(CallerOf(c), rq); });
   s->Register<RenameRequest, RenameResponse>(
@@ -55,7 +60,8 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
   s->Register<SetTimesRequest, SetTimesResponse>(
       SET_TIMES, "setTimes", [ns](const Ctx& c, const auto& rq, auto*) { return ns->SetTimes(CallerOf(c), rq); });
   s->Register<RenewLeaseRequest, RenewLeaseResponse>(
-      RENEW_LEASE, "renewLease", [ns](const Ctx& c, const auto&, auto*) { return ns->RenewLease(CallerOf(c)); });
+      RENEW_LEASE, "renewLease", [ns](const Ctx& c, const auto&, auto*) { return ns->RenewLease(CallerOf(c)); },
+      kInline);
   s->Register<ReportBadBlocksRequest, ReportBadBlocksResponse>(
       REPORT_BAD_BLOCKS, "reportBadBlocks", [bm](const Ctx& c, const auto& rq, auto*) {
         for (const auto& r : rq.replicas()) {

@@ -3,7 +3,6 @@
 #include <condition_variable>
 #include <map>
 #include <mutex>
-#include <thread>
 
 #include <google/protobuf/message_lite.h>
 #include <fmt/format.h>
@@ -22,8 +21,15 @@ struct Pending {
   std::string body;
 };
 
+// Once a frame has started arriving, the rest follows promptly.
+constexpr std::chrono::milliseconds kFrameBodyTimeout{60'000};
+
 }  // namespace
 
+// Leader/follower reading: there is no reader thread. A caller waiting for its
+// reply becomes the reader if nobody is reading, reads frames and hands each to
+// its caller until its own arrives, then passes the role on. A lone caller thus
+// reads its own reply with no thread hand-off.
 struct RpcChannel::Impl {
   std::string host;
   uint16_t port;
@@ -33,39 +39,34 @@ struct RpcChannel::Impl {
   std::mutex mu;  // guards everything below
   std::condition_variable cv;
   std::shared_ptr<Socket> sock;  // null when not connected
-  std::thread reader;
+  bool reading = false;          // a caller is reading frames
   uint64_t next_call_id = 1;
   std::map<uint64_t, std::shared_ptr<Pending>> pending;
   std::mutex write_mu;  // serialises frame writes
 
   ~Impl() {
-    std::unique_lock<std::mutex> l(mu);
+    std::lock_guard<std::mutex> l(mu);
     if (sock) sock->ShutdownBoth();
-    l.unlock();
-    if (reader.joinable()) reader.join();
   }
 
-  // Called with mu held. Makes sure a connection and its reader thread exist.
-  Status EnsureConnected(std::unique_lock<std::mutex>& l, std::chrono::milliseconds timeout) {
+  // Called with mu held.
+  Status EnsureConnected(std::chrono::milliseconds timeout) {
+    // An idle connection with input waiting was closed by the server (it
+    // restarted, say): drop it rather than send a call into it.
+    if (sock && pending.empty() && !reading && sock->HasPendingInput()) sock.reset();
     if (sock) return Status::OK();
-    if (reader.joinable()) {
-      l.unlock();
-      reader.join();
-      l.lock();
-      if (sock) return Status::OK();
-    }
     auto r = Socket::Connect(host, port, std::min(timeout, std::chrono::milliseconds(20'000)), label);
     if (!r.ok()) {
       return Status(r.status().code() == StatusCode::kTimedOut ? StatusCode::kTimedOut : StatusCode::kUnavailable,
                     r.status().message());
     }
     sock = std::make_shared<Socket>(std::move(r).value());
-    reader = std::thread([this, s = sock] { ReadLoop(s); });
     return Status::OK();
   }
 
-  void FailAll(const std::shared_ptr<Socket>& s, const Status& why) {
-    std::lock_guard<std::mutex> l(mu);
+  // Called with mu held: every call on `s` fails with `why`.
+  void FailAllLocked(const std::shared_ptr<Socket>& s, const Status& why) {
+    s->ShutdownBoth();
     if (sock == s) sock.reset();
     for (auto& [id, p] : pending) {
       p->done = true;
@@ -75,42 +76,20 @@ struct RpcChannel::Impl {
     cv.notify_all();
   }
 
-  void ReadLoop(std::shared_ptr<Socket> s) {
-    // Responses may take as long as the slowest call; the connection is idle otherwise.
-    const auto kIdle = std::chrono::hours(24 * 365);
-    for (;;) {
-      char lenbuf[4];
-      Status st = s->ReadFull(lenbuf, 4, std::chrono::duration_cast<std::chrono::milliseconds>(kIdle));
-      std::string buf;
-      if (st.ok()) {
-        uint32_t len = GetBE32(lenbuf);
-        if (len < 4 || len > kMaxFrameBytes) {
-          st = Status::ProtocolError(fmt::format("{} sent a frame of {} bytes", label, len));
-        } else {
-          buf.resize(len);
-          st = s->ReadFull(buf.data(), len, std::chrono::duration_cast<std::chrono::milliseconds>(kIdle));
-        }
-      }
-      proto::ResponseHeader h;
-      std::string_view body;
-      if (st.ok()) st = DecodeFrame(buf, &h, &body);
-      if (!st.ok()) {
-        FailAll(s, Status::Unavailable(fmt::format("lost connection to {}: {}", label, st.message())));
-        return;
-      }
-      std::lock_guard<std::mutex> l(mu);
-      auto it = pending.find(h.call_id());
-      if (it == pending.end()) continue;  // the caller gave up (timed out)
-      auto& p = *it->second;
-      p.done = true;
-      if (h.code() != proto::OK) {
-        p.status = Status(static_cast<StatusCode>(std::min<int>(h.code(), kMaxStatusCode)), h.message());
-      } else {
-        p.body.assign(body);
-      }
-      pending.erase(it);
-      cv.notify_all();
-    }
+  // Reads one frame. TimedOut (with nothing consumed) when none starts before `deadline`.
+  Status ReadFrame(Socket& s, std::chrono::steady_clock::time_point deadline, proto::ResponseHeader* h,
+                   std::string* buf, std::string_view* body) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    DFS_RETURN_IF_ERROR(s.WaitReadable(std::max(left, std::chrono::milliseconds(0))));
+    char lenbuf[4];
+    Status st = s.ReadFull(lenbuf, 4, kFrameBodyTimeout);
+    if (!st.ok()) return Status::IOError(st.message());
+    uint32_t len = GetBE32(lenbuf);
+    if (len < 4 || len > kMaxFrameBytes) return Status::ProtocolError(fmt::format("{} sent a frame of {} bytes", label, len));
+    buf->resize(len);
+    st = s.ReadFull(buf->data(), len, kFrameBodyTimeout);
+    if (!st.ok()) return Status::IOError(st.message());
+    return DecodeFrame(*buf, h, body);
   }
 };
 
@@ -137,9 +116,9 @@ Status RpcChannel::CallRaw(uint32_t method, std::string_view request, std::strin
   // retry on a fresh connection is safe (the server restarted while we were idle).
   for (int attempt = 0;; ++attempt) {
     std::unique_lock<std::mutex> l(im.mu);
-    DFS_RETURN_IF_ERROR(im.EnsureConnected(l, timeout));
+    DFS_RETURN_IF_ERROR(im.EnsureConnected(timeout));
     auto s = im.sock;
-    uint64_t id = im.next_call_id++;
+    const uint64_t id = im.next_call_id++;
     auto p = std::make_shared<Pending>();
     im.pending[id] = p;
     l.unlock();
@@ -150,23 +129,52 @@ Status RpcChannel::CallRaw(uint32_t method, std::string_view request, std::strin
     h.set_timeout_ms(static_cast<uint32_t>(timeout.count()));
     h.set_client_name(im.identity.client_name);
     h.set_user(im.identity.user);
-    std::string frame = EncodeFrame(h, request);
+    const std::string frame = EncodeFrame(h, request);
     Status ws;
     {
       std::lock_guard<std::mutex> wl(im.write_mu);
       ws = s->WriteFull(frame.data(), frame.size(), timeout);
     }
+    l.lock();
     if (!ws.ok()) {
-      s->ShutdownBoth();
-      l.lock();
       im.pending.erase(id);
-      if (im.sock == s) im.sock.reset();
+      if (!p->done) im.FailAllLocked(s, Status::Unavailable(fmt::format("lost connection to {}: {}", im.label, ws.message())));
       l.unlock();
       if (attempt == 0 && ws.code() != StatusCode::kTimedOut) continue;
       return Status::Unavailable(fmt::format("cannot send to {}: {}", im.label, ws.message()));
     }
-    l.lock();
-    if (!im.cv.wait_until(l, deadline, [&] { return p->done; })) {
+
+    bool timed_out = false;
+    while (!p->done && !timed_out) {
+      if (im.reading) {
+        timed_out = !im.cv.wait_until(l, deadline, [&] { return p->done || !im.reading; });
+        continue;
+      }
+      im.reading = true;
+      l.unlock();
+      proto::ResponseHeader rh;
+      std::string buf;
+      std::string_view body;
+      Status rs = im.ReadFrame(*s, deadline, &rh, &buf, &body);
+      l.lock();
+      im.reading = false;
+      if (rs.code() == StatusCode::kTimedOut) {
+        timed_out = true;
+      } else if (!rs.ok()) {
+        im.FailAllLocked(s, Status::Unavailable(fmt::format("lost connection to {}: {}", im.label, rs.message())));
+      } else if (auto it = im.pending.find(rh.call_id()); it != im.pending.end()) {
+        Pending& got = *it->second;
+        got.done = true;
+        if (rh.code() != proto::OK) {
+          got.status = Status(static_cast<StatusCode>(std::min<int>(rh.code(), kMaxStatusCode)), rh.message());
+        } else {
+          got.body.assign(body);
+        }
+        im.pending.erase(it);
+      }  // else: a reply to a call whose caller gave up; dropped
+      im.cv.notify_all();  // hand the reader role on and wake whoever got a reply
+    }
+    if (!p->done) {
       im.pending.erase(id);
       return Status::TimedOut(fmt::format("{} did not answer within {} ms", im.label, timeout.count()));
     }

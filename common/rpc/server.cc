@@ -11,6 +11,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <sys/socket.h>
+
 #include <boost/asio.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -33,17 +35,21 @@ struct Conn : std::enable_shared_from_this<Conn> {
   explicit Conn(tcp::socket s) : socket(std::move(s)), strand(asio::make_strand(socket.get_executor())) {}
   tcp::socket socket;
   asio::strand<asio::any_io_executor> strand;
-  std::deque<std::string> out;  // frames waiting to be written; touched on strand only
-  bool writing = false;
-  bool close_after_write = false;
   std::atomic<uint32_t> in_flight{0};
   std::string peer_ip;
   std::string peer;
+
+  std::mutex wmu;                // guards the write side below
+  std::deque<std::string> out;   // frames waiting for the asynchronous writer
+  bool writing = false;          // the asynchronous writer owns the socket's write side
+  bool close_after_write = false;
+  bool closed = false;
 };
 
 struct MethodEntry {
   std::string name;
   RpcServer::RawHandler handler;
+  RpcServer::Dispatch dispatch;
 };
 
 }  // namespace
@@ -63,39 +69,93 @@ struct RpcServer::Impl {
   std::atomic<bool> stopping{false};
   uint16_t port = 0;
 
+  // Writes a frame from the calling thread when nothing is queued (the common
+  // case: no hand-off to another thread); otherwise queues it behind the
+  // asynchronous writer.
   void Send(const std::shared_ptr<Conn>& c, std::string frame, bool close_after) {
-    asio::post(c->strand, [this, c, frame = std::move(frame), close_after]() mutable {
+    std::unique_lock<std::mutex> l(c->wmu);
+    if (c->closed) return;
+    if (close_after) c->close_after_write = true;
+    if (c->writing) {
       c->out.push_back(std::move(frame));
-      if (close_after) c->close_after_write = true;
-      if (!c->writing) WriteNext(c);
-    });
-  }
-
-  // Runs on c->strand.
-  void WriteNext(const std::shared_ptr<Conn>& c) {
-    if (c->out.empty()) {
-      c->writing = false;
-      if (c->close_after_write) CloseConn(c);
       return;
     }
+    size_t off = 0;
+    while (off < frame.size()) {
+      ssize_t n = ::send(c->socket.native_handle(), frame.data() + off, frame.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) {
+        off += static_cast<size_t>(n);
+      } else if (n < 0 && errno == EINTR) {
+        continue;
+      } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        break;
+      } else {
+        c->closed = true;
+        l.unlock();
+        PostClose(c);
+        return;
+      }
+    }
+    if (off == frame.size()) {
+      if (c->close_after_write) {
+        c->closed = true;
+        l.unlock();
+        PostClose(c);
+      }
+      return;
+    }
+    frame.erase(0, off);
+    c->out.push_back(std::move(frame));
     c->writing = true;
-    asio::async_write(c->socket, asio::buffer(c->out.front()),
+    l.unlock();
+    asio::post(c->strand, [this, c] { WriteNext(c); });
+  }
+
+  // Runs on c->strand while c->writing.
+  void WriteNext(const std::shared_ptr<Conn>& c) {
+    std::unique_lock<std::mutex> l(c->wmu);
+    if (c->out.empty()) {
+      c->writing = false;
+      if (c->close_after_write) {
+        c->closed = true;
+        l.unlock();
+        CloseConn(c);
+      }
+      return;
+    }
+    const std::string* front = &c->out.front();  // deque references survive push_back
+    l.unlock();
+    asio::async_write(c->socket, asio::buffer(*front),
                       asio::bind_executor(c->strand, [this, c](boost::system::error_code ec, size_t) {
+                        std::unique_lock<std::mutex> l2(c->wmu);
                         c->out.pop_front();
                         if (ec) {
                           c->out.clear();
                           c->writing = false;
+                          c->closed = true;
+                          l2.unlock();
                           CloseConn(c);
                           return;
                         }
+                        l2.unlock();
                         WriteNext(c);
                       }));
   }
 
+  void PostClose(const std::shared_ptr<Conn>& c) {
+    asio::post(c->strand, [this, c] { CloseConn(c); });
+  }
+
+  // Runs on c->strand. Closes under the write lock, so no thread can send()
+  // on a descriptor number that the kernel may already have reused.
   void CloseConn(const std::shared_ptr<Conn>& c) {
-    boost::system::error_code ec;
-    c->socket.shutdown(tcp::socket::shutdown_both, ec);
-    c->socket.close(ec);
+    {
+      std::lock_guard<std::mutex> wl(c->wmu);
+      c->closed = true;
+      boost::system::error_code ec;
+      c->socket.shutdown(tcp::socket::shutdown_both, ec);
+      c->socket.close(ec);
+    }
     std::lock_guard<std::mutex> l(conns_mu);
     conns.erase(c);
   }
@@ -146,7 +206,7 @@ struct RpcServer::Impl {
           continue;
         }
         c->in_flight++;
-        asio::post(*pool, [this, c, buf, body, hdr = std::move(hdr), entry = &it->second]() {
+        auto run = [this, c, buf, body, hdr = std::move(hdr), entry = &it->second]() {
           CallContext ctx;
           ctx.peer_ip = c->peer_ip;
           ctx.client_name = hdr.client_name();
@@ -164,15 +224,25 @@ struct RpcServer::Impl {
           }
           Reply(c, hdr.call_id(), st, out);
           c->in_flight--;
-        });
+        };
+        if (it->second.dispatch == Dispatch::kInline) {
+          run();
+        } else {
+          asio::post(*pool, std::move(run));
+        }
       }
     } catch (const boost::system::system_error&) {
       // The peer went away or the server is shutting down.
     }
-    asio::post(c->strand, [this, c] {
-      if (!c->writing) CloseConn(c);
-      else c->close_after_write = true;
-    });
+    {
+      std::unique_lock<std::mutex> l(c->wmu);
+      if (c->writing) {
+        c->close_after_write = true;
+        co_return;
+      }
+      c->closed = true;
+    }
+    CloseConn(c);
   }
 
   asio::awaitable<void> AcceptLoop() {
@@ -205,8 +275,8 @@ RpcServer::RpcServer(Options options) : impl_(std::make_unique<Impl>(std::move(o
 
 RpcServer::~RpcServer() { Shutdown(); }
 
-void RpcServer::RegisterRaw(uint32_t method, std::string method_name, RawHandler handler) {
-  impl_->methods[method] = MethodEntry{std::move(method_name), std::move(handler)};
+void RpcServer::RegisterRaw(uint32_t method, std::string method_name, RawHandler handler, Dispatch dispatch) {
+  impl_->methods[method] = MethodEntry{std::move(method_name), std::move(handler), dispatch};
 }
 
 Status RpcServer::Start() {
@@ -247,13 +317,7 @@ void RpcServer::Shutdown() {
       std::lock_guard<std::mutex> l(im.conns_mu);
       conns = im.conns;
     }
-    for (auto& c : conns) {
-      asio::post(c->strand, [c] {
-        boost::system::error_code ec2;
-        c->socket.shutdown(tcp::socket::shutdown_both, ec2);
-        c->socket.close(ec2);
-      });
-    }
+    for (auto& c : conns) im.PostClose(c);
   });
   if (im.pool) im.pool->join();
   im.work.reset();

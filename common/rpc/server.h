@@ -1,7 +1,10 @@
 // RpcServer: serves Protobuf calls over TCP (Boost.Asio). Frames are read by
-// coroutines on a small I/O pool; each call runs on a handler thread pool so a
-// handler may block (on a group commit, say) without stalling other calls. One
-// connection may have many calls in flight; replies go back as they finish.
+// coroutines on a small I/O pool. A call registered kPool runs on a handler
+// thread pool, so it may block (on a group commit, say) without stalling other
+// calls; a call registered kInline (a short read-only one) runs on the I/O
+// thread that read it, saving two thread hand-offs. One connection may have
+// many calls in flight; replies go back as they finish, written directly by
+// the thread that finished the call (asynchronously only when the socket is full).
 //
 // Register every method before Start(). Handlers are called concurrently from
 // handler threads and must be thread-safe. Shutdown() stops accepting, closes
@@ -39,15 +42,17 @@ class RpcServer {
   // Gets the request body, fills the response body. A non-OK Status goes back
   // to the caller as the call's error, and the response body is not sent.
   using RawHandler = std::function<Status(const CallContext&, std::string_view request, std::string* response)>;
+  // Where a method runs. kInline only for calls that never block for long.
+  enum class Dispatch { kPool, kInline };
 
   explicit RpcServer(Options options);
   ~RpcServer();
 
-  void RegisterRaw(uint32_t method, std::string method_name, RawHandler handler);
+  void RegisterRaw(uint32_t method, std::string method_name, RawHandler handler, Dispatch dispatch = Dispatch::kPool);
 
   // Typed registration: f(const CallContext&, const Req&, Resp*) -> Status.
   template <typename Req, typename Resp, typename F>
-  void Register(uint32_t method, std::string method_name, F f) {
+  void Register(uint32_t method, std::string method_name, F f, Dispatch dispatch = Dispatch::kPool) {
     RegisterRaw(method, method_name,
                 [f = std::move(f), method_name](const CallContext& ctx, std::string_view in, std::string* out) {
                   Req req;
@@ -58,7 +63,8 @@ class RpcServer {
                   Status s = f(ctx, req, &resp);
                   if (s.ok()) resp.SerializeToString(out);
                   return s;
-                });
+                },
+                dispatch);
   }
 
   Status Start();
