@@ -49,22 +49,38 @@ BlockReader::BlockReader(Socket sock, proto::Block block, std::string datanode, 
       block_length_(block_length),
       timeout_(timeout) {}
 
-Status BlockReader::NextPacket() {
+Status BlockReader::NextPacket(char* dst, size_t cap, bool* direct) {
+  *direct = false;
   const std::string name = BlockName(BlockId(block_.id()));
-  Status s = ReadPacket(sock_, bpc_, timeout_, &pkt_);
-  if (!s.ok()) return Status(s.code(), fmt::format("reading {} from {}: {}", name, datanode_, s.message()));
+  auto fail = [&](const Status& s) { return Status(s.code(), fmt::format("reading {} from {}: {}", name, datanode_, s.message())); };
+  Status s = ReadPacketHead(sock_, bpc_, timeout_, &pkt_);
+  if (!s.ok()) return fail(s);
   const proto::PacketHeader& h = pkt_.header;
   if (h.offset_in_block() != next_offset_) {
     return Status::ProtocolError(fmt::format("reading {} from {}: a packet starts at offset {}, expected {}", name,
                                              datanode_, h.offset_in_block(), next_offset_));
   }
-  if (auto bad = VerifyPacketChecksums(h.offset_in_block(), pkt_.data(), h.data_len(), bpc_, pkt_.checksums())) {
-    const uint64_t at = (h.offset_in_block() / bpc_ + *bad) * bpc_;
+  const uint64_t start = h.offset_in_block();
+  const uint32_t len = h.data_len();
+  char* into;
+  if (dst && len > 0 && start == pos_ && start + len <= end_ && len <= cap) {
+    into = dst;
+    *direct = true;
+  } else {
+    pkt_.Reserve(len, pkt_.num_chunks);
+    into = pkt_.data();
+  }
+  if (len > 0) {
+    s = sock_.ReadFull(into, len, timeout_);
+    if (!s.ok()) return fail(s);
+  }
+  if (auto bad = VerifyPacketChecksums(start, into, len, bpc_, pkt_.checksums())) {
+    const uint64_t at = (start / bpc_ + *bad) * bpc_;
     return Status::Corruption(fmt::format("checksum mismatch in {} (generation stamp {}) at offset {} read from {}",
                                           name, block_.gen_stamp(), at, datanode_));
   }
-  pkt_start_ = h.offset_in_block();
-  pkt_end_ = pkt_start_ + h.data_len();
+  pkt_start_ = start;
+  pkt_end_ = start + len;
   next_offset_ = pkt_end_;
   if (h.last()) {
     at_end_ = true;
@@ -81,7 +97,12 @@ Result<size_t> BlockReader::Read(char* buf, size_t n) {
   while (done < n && pos_ < end_) {
     if (pos_ >= pkt_end_) {
       if (at_end_) break;
-      DFS_RETURN_IF_ERROR(NextPacket());
+      bool direct = false;
+      DFS_RETURN_IF_ERROR(NextPacket(buf + done, n - done, &direct));
+      if (direct) {  // the packet's data is already in place
+        done += static_cast<size_t>(pkt_end_ - pos_);
+        pos_ = pkt_end_;
+      }
       continue;
     }
     const size_t k = static_cast<size_t>(std::min<uint64_t>({n - done, pkt_end_ - pos_, end_ - pos_}));

@@ -43,7 +43,10 @@ class BlockReader {
  private:
   BlockReader(Socket sock, proto::Block block, std::string datanode, uint32_t bpc, uint64_t pos, uint64_t end,
               uint64_t first_chunk, uint64_t block_length, Millis timeout);
-  Status NextPacket();
+  // Reads the next packet. Its data goes straight to `dst` (and *direct is
+  // set) when it starts at pos_, ends inside the range and fits in `cap`;
+  // otherwise into pkt_.
+  Status NextPacket(char* dst, size_t cap, bool* direct);
 
   Socket sock_;
   const proto::Block block_;

@@ -99,6 +99,14 @@ Status SendPacket(Socket& sock, const proto::PacketHeader& header, const uint64_
 }
 
 Status ReadPacket(Socket& sock, uint32_t bpc, Millis timeout, Packet* p) {
+  DFS_RETURN_IF_ERROR(ReadPacketHead(sock, bpc, timeout, p));
+  const uint32_t dlen = p->header.data_len();
+  p->Reserve(dlen, p->num_chunks);
+  if (dlen > 0) DFS_RETURN_IF_ERROR(sock.ReadFull(p->data(), dlen, timeout));
+  return Status::OK();
+}
+
+Status ReadPacketHead(Socket& sock, uint32_t bpc, Millis timeout, Packet* p) {
   char lenbuf[4];
   DFS_RETURN_IF_ERROR(sock.ReadFull(lenbuf, 4, timeout));
   const uint32_t hlen = GetBE32(lenbuf);
@@ -118,11 +126,10 @@ Status ReadPacket(Socket& sock, uint32_t bpc, Millis timeout, Packet* p) {
   }
   if (bpc == 0) return Status::InvalidArgument("bytes_per_checksum must be positive");
   p->num_chunks = PacketChunks(p->header.offset_in_block(), dlen, bpc);
-  p->Reserve(dlen, p->num_chunks);
+  p->Reserve(0, p->num_chunks);
   if (p->num_chunks > 0) {
     DFS_RETURN_IF_ERROR(sock.ReadFull(p->checksums(), p->num_chunks * kChecksumBytes, timeout));
   }
-  if (dlen > 0) DFS_RETURN_IF_ERROR(sock.ReadFull(p->data(), dlen, timeout));
   return Status::OK();
 }
 

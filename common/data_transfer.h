@@ -98,7 +98,7 @@ class Packet {
   void Reserve(size_t data_bytes, size_t chunks);
 
  private:
-  friend Status ReadPacket(Socket&, uint32_t, Millis, Packet*);
+  friend Status ReadPacketHead(Socket&, uint32_t, Millis, Packet*);
   std::unique_ptr<char[]> data_;
   size_t data_cap_ = 0;
   std::unique_ptr<uint64_t[]> sums_;
@@ -146,6 +146,10 @@ Status SendPacket(Socket& sock, const proto::PacketHeader& header, const uint64_
 // Reads one packet into *p (header, num_chunks, checksums, data). Lengths out of
 // bounds or an unparsable header → ProtocolError. Checksums are not verified.
 Status ReadPacket(Socket& sock, uint32_t bytes_per_checksum, Millis timeout, Packet* p);
+// Reads a packet's header and checksums only; the caller then reads the
+// header.data_len() data bytes wherever it wants them (a reader straight into
+// its caller's buffer, saving a copy).
+Status ReadPacketHead(Socket& sock, uint32_t bytes_per_checksum, Millis timeout, Packet* p);
 
 // Status ↔ wire codes (the numbers are shared, see common/status.h).
 inline proto::StatusCode ToProto(StatusCode c) { return static_cast<proto::StatusCode>(static_cast<int>(c)); }

@@ -4,6 +4,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <xxhash.h>
+
 #include "common/checksum.h"
 #include "common/config.h"
 #include "common/path.h"
@@ -120,4 +122,11 @@ TEST_CASE("conf/dfs.conf documents every configuration key and parses", "[common
     CHECK_THAT(text, Catch::Contains(std::string("\n") + k.name + " = "));
   }
   REQUIRE_OK(Config::Load(path).status());
+}
+
+TEST_CASE("the dispatched checksum equals the reference XXH3", "[common]") {
+  for (size_t n : {0, 1, 15, 16, 240, 241, 1000, 65536, 65537}) {
+    std::string data = test::RandomBytes(n, n);
+    CHECK(ChunkChecksum(data.data(), n) == XXH3_64bits(data.data(), n));
+  }
 }
