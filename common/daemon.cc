@@ -1,11 +1,15 @@
 #include "common/daemon.h"
 
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
 #include <fstream>
 
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
+
+#include "common/logging.h"
 
 namespace dfs {
 
@@ -64,6 +68,40 @@ Status WritePortFile(const std::string& path, const std::map<std::string, std::s
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) return Status::FromErrno("rename " + tmp, errno);
   return Status::OK();
+}
+
+int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
+              const std::string& log_module, const DaemonFactory& make) {
+  BlockShutdownSignals();
+  CLI::App app{name + ": " + description};
+  DaemonFlags flags;
+  AddDaemonFlags(&app, &flags);
+  CLI11_PARSE(app, argc, argv);
+  if (flags.dump_config) {
+    std::fputs(Config::DumpDefaults().c_str(), stdout);
+    return 0;
+  }
+  auto conf = LoadDaemonConfig(flags);
+  if (!conf.ok()) {
+    std::fprintf(stderr, "%s: %s\n", name.c_str(), conf.status().message().c_str());
+    return 2;
+  }
+  InitLogging(conf->GetString("dfs.log.level"), name.substr(name.find('-') + 1));
+  auto log = Log(log_module);
+  auto daemon = make(*conf, [] { kill(getpid(), SIGTERM); });
+  if (!daemon.ok()) {
+    log->error("cannot start: {}", daemon.status().message());
+    return 1;
+  }
+  if (Status s = (*daemon)->Start(); !s.ok()) {
+    log->error("cannot start: {}", s.message());
+    return 1;
+  }
+  if (Status s = WritePortFile(flags.port_file, (*daemon)->Ports()); !s.ok()) log->error("{}", s.message());
+  int sig = WaitForShutdownSignal();
+  log->info("Received signal {}, shutting down", sig);
+  (*daemon)->Shutdown();
+  return (*daemon)->ExitStatus().ok() ? 0 : 1;
 }
 
 }  // namespace dfs

@@ -1,10 +1,14 @@
-// What every daemon main shares: the standard flags (--conf, -D key=value,
-// --port-file, --dump-default-config), logging set-up, and waiting for
-// SIGINT/SIGTERM. Call BlockShutdownSignals() first thing in main, before any
-// thread starts, so the signals are only ever taken by WaitForShutdownSignal().
+// What every daemon main shares. RunDaemon() parses the standard flags
+// (--conf, -D key=value, --port-file, --dump-default-config), loads the
+// configuration, sets up logging, builds the daemon, starts it, writes its
+// ports, waits for SIGINT/SIGTERM and shuts it down: a daemon's main.cc is
+// one call. The signals are blocked before any thread starts so only the
+// waiting thread ever takes them.
 #pragma once
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +21,27 @@ class App;
 }
 
 namespace dfs {
+
+// What RunDaemon drives.
+class Daemon {
+ public:
+  virtual ~Daemon() = default;
+  virtual Status Start() = 0;
+  virtual void Shutdown() = 0;
+  // Bound ports, written to --port-file as key=value lines ({"rpc", "8020"}).
+  virtual std::map<std::string, std::string> Ports() const = 0;
+  // Not OK when the daemon stopped because it could not go on (exit code 1).
+  virtual Status ExitStatus() const { return Status::OK(); }
+};
+
+// Builds the daemon. It calls on_fatal (from any thread) to stop itself.
+using DaemonFactory =
+    std::function<Result<std::unique_ptr<Daemon>>(const Config& conf, std::function<void()> on_fatal)>;
+
+// The whole main of a daemon. `name` is the binary ("dfs-namenode"),
+// `log_module` its logger ("nn"). Returns the process exit code.
+int RunDaemon(int argc, char** argv, const std::string& name, const std::string& description,
+              const std::string& log_module, const DaemonFactory& make);
 
 struct DaemonFlags {
   std::string conf_file;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/status.h"
 #include "proto/datanode.pb.h"
 
@@ -31,15 +32,17 @@ namespace dfs::datanode {
 class BlockStore;
 class XferServer;
 
-class DataNode {
+class DataNode : public Daemon {
  public:
   // on_fatal is called (from the service thread) when the DataNode cannot go
   // on, e.g. the NameNode refused it as a member of another cluster.
   static Result<std::unique_ptr<DataNode>> Create(const Config& conf, std::function<void()> on_fatal = nullptr);
-  ~DataNode();
+  ~DataNode() override;
 
-  Status Start();
-  void Shutdown();
+  Status Start() override;
+  void Shutdown() override;
+  std::map<std::string, std::string> Ports() const override { return {{"xfer", std::to_string(xfer_port())}}; }
+  Status ExitStatus() const override { return fatal_error(); }
 
   uint16_t xfer_port() const;
   const std::string& uuid() const { return uuid_; }

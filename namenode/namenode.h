@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "common/config.h"
+#include "common/daemon.h"
 #include "common/status.h"
 
 namespace dfs::rpc {
@@ -24,15 +25,16 @@ namespace dfs::namenode {
 class BlockManager;
 class Namesystem;
 
-class NameNode {
+class NameNode : public Daemon {
  public:
   static Result<std::unique_ptr<NameNode>> Create(const Config& conf);
-  ~NameNode();
+  ~NameNode() override;
 
   // Serves RPC and starts the monitor. Logs the address it listens on.
-  Status Start();
+  Status Start() override;
   // Stops serving, then stops the monitor; the namespace stays durable.
-  void Shutdown();
+  void Shutdown() override;
+  std::map<std::string, std::string> Ports() const override { return {{"rpc", std::to_string(rpc_port())}}; }
 
   uint16_t rpc_port() const;
   const std::string& cluster_id() const;

@@ -104,6 +104,10 @@ class Namesystem {
   // Finds a file by inode id (path-independent, so a rename does not break a
   // writer), checking that `caller` holds its lease.
   Status ResolveFileForWrite(const Caller& c, uint64_t inode_id, const std::string& path, Entry* out) const;
+  // Commits the length of the file's last block, which the writer names in
+  // `given` (id 0: the file has no block), into rec and batch.
+  Status CommitLastBlock(const std::string& path, const proto::Block& given, proto::InodeRecord* rec,
+                         rocksdb::WriteBatch* batch);
   Status CheckPath(const std::string& path) const;
   Status CheckWritable() const;
   // Creates the directories chain is missing up to comps[upto-1], appending

@@ -50,6 +50,26 @@ Status Namesystem::ResolveFileForWrite(const Caller& c, uint64_t inode_id, const
   return Status::OK();
 }
 
+Status Namesystem::CommitLastBlock(const std::string& path, const proto::Block& given, proto::InodeRecord* rec,
+                                   rocksdb::WriteBatch* batch) {
+  const uint64_t last = rec->block_ids_size() ? rec->block_ids(rec->block_ids_size() - 1) : 0;
+  if (given.id() != last) {
+    return Status::InvalidArgument(fmt::format(
+        "{}: the client says its last block is {} but the NameNode has {}; the write cannot continue", path,
+        given.id() ? BlockName(BlockId(given.id())) : "none", last ? BlockName(BlockId(last)) : "none"));
+  }
+  if (!last) return Status::OK();
+  DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(last));
+  if (!br.committed()) {  // a retried call finds it committed already
+    br.set_num_bytes(given.num_bytes());
+    br.set_committed(true);
+    PutBlock(batch, last, br);
+    rec->set_length(rec->length() + br.num_bytes());
+  }
+  blocks_->CommitBlock(BlockId(last), br.num_bytes());
+  return Status::OK();
+}
+
 Status Namesystem::AddBlock(const Caller& c, const proto::AddBlockRequest& req, proto::AddBlockResponse* resp) {
   uint64_t ticket = 0;
   {
@@ -59,22 +79,7 @@ Status Namesystem::AddBlock(const Caller& c, const proto::AddBlockRequest& req, 
     DFS_RETURN_IF_ERROR(ResolveFileForWrite(c, req.inode_id(), req.path(), &e));
     proto::InodeRecord& rec = e.rec;
     rocksdb::WriteBatch batch;
-    const uint64_t prev = req.has_previous() ? req.previous().id() : 0;
-    const uint64_t last = rec.block_ids_size() ? rec.block_ids(rec.block_ids_size() - 1) : 0;
-    if (prev != last) {
-      return Status::InvalidArgument(fmt::format(
-          "{}: the client says its last block is {} but the NameNode has {}; the write cannot continue", req.path(),
-          prev ? BlockName(BlockId(prev)) : "none", last ? BlockName(BlockId(last)) : "none"));
-    }
-    if (prev) {
-      DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(prev));
-      if (!br.committed()) {
-        br.set_num_bytes(req.previous().num_bytes());
-        br.set_committed(true);
-        PutBlock(&batch, prev, br);
-        rec.set_length(rec.length() + br.num_bytes());
-      }
-    }
+    DFS_RETURN_IF_ERROR(CommitLastBlock(req.path(), req.previous(), &rec, &batch));
     std::set<std::string> excluded(req.excluded_uuids().begin(), req.excluded_uuids().end());
     DFS_ASSIGN_OR_RETURN(auto targets, blocks_->ChooseTargets(rec.replication(), c.ip, excluded, rec.block_size()));
     const uint64_t id = next_block_id_++;
@@ -88,7 +93,6 @@ Status Namesystem::AddBlock(const Caller& c, const proto::AddBlockRequest& req, 
     rec.add_block_ids(id);
     PutDentry(&batch, e.parent, e.name, rec);
     DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
-    if (prev) blocks_->CommitBlock(BlockId(prev), req.previous().num_bytes());
     blocks_->AddBlock(BlockId(id), InodeId(rec.id()), gs, rec.replication());
     auto* lb = resp->mutable_block();
     lb->mutable_block()->set_id(id);
@@ -131,24 +135,8 @@ Status Namesystem::Complete(const Caller& c, const proto::CompleteRequest& req, 
     Entry e;
     DFS_RETURN_IF_ERROR(ResolveFileForWrite(c, req.inode_id(), req.path(), &e));
     proto::InodeRecord& rec = e.rec;
-    const uint64_t last = rec.block_ids_size() ? rec.block_ids(rec.block_ids_size() - 1) : 0;
-    const uint64_t given = req.has_last() ? req.last().id() : 0;
-    if (given != last) {
-      return Status::InvalidArgument(fmt::format("{}: the client's last block is {} but the NameNode has {}",
-                                                 req.path(), given ? BlockName(BlockId(given)) : "none",
-                                                 last ? BlockName(BlockId(last)) : "none"));
-    }
     rocksdb::WriteBatch batch;
-    if (last) {
-      DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(last));
-      if (!br.committed()) {
-        br.set_num_bytes(req.last().num_bytes());
-        br.set_committed(true);
-        PutBlock(&batch, last, br);
-        rec.set_length(rec.length() + br.num_bytes());
-      }
-      blocks_->CommitBlock(BlockId(last), br.num_bytes());
-    }
+    DFS_RETURN_IF_ERROR(CommitLastBlock(req.path(), req.last(), &rec, &batch));
     // Every block needs its minimum of reported replicas before the file closes.
     const uint32_t need = std::min(opts_.min_replication, rec.replication());
     for (uint64_t id : rec.block_ids()) {
