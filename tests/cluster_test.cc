@@ -8,6 +8,7 @@
 #include <catch2/catch.hpp>
 #include <xxhash.h>
 
+#include "datanode/block_store.h"
 #include "datanode/datanode.h"
 #include "namenode/block_manager.h"
 #include "namenode/namenode.h"
@@ -151,4 +152,42 @@ TEST_CASE("a flipped byte in one replica is detected and the read still returns 
     (*mc)->namenode()->block_manager()->FillStats(&st);
     return st.under_replicated_blocks() == 0 && st.corrupt_blocks() == 0;
   }));
+}
+
+TEST_CASE("reads fail over to another replica when a DataNode is down", "[cluster]") {
+  auto mc = MiniCluster::Start();
+  REQUIRE_OK(mc.status());
+  auto fs = (*mc)->NewClient();
+  const std::string data = RandomBytes((4 << 20) + 99, 21);
+  REQUIRE_OK(WriteFile(*fs, "/f", data));
+  (*mc)->StopDataNode(1);  // not yet declared dead: the NameNode still lists its replicas
+  auto got = ReadFile(*fs, "/f");
+  REQUIRE_OK(got.status());
+  CHECK(*got == data);
+}
+
+TEST_CASE("a restarted DataNode rescans its replicas and reports them", "[cluster]") {
+  auto mc = MiniCluster::Start();
+  REQUIRE_OK(mc.status());
+  auto fs = (*mc)->NewClient();
+  const std::string data = RandomBytes((3 << 20) + 1, 22);
+  REQUIRE_OK(WriteFile(*fs, "/f", data));
+  const size_t before = (*mc)->datanode(0)->store()->AllReplicas().size();
+  CHECK(before == 4);
+  (*mc)->StopDataNode(0);
+  REQUIRE_OK((*mc)->StartDataNode(0));
+  CHECK((*mc)->datanode(0)->store()->AllReplicas().size() == before);
+  CHECK(WaitFor([&] {
+    auto blocks = fs->GetBlockLocations("/f");
+    if (!blocks.ok()) return false;
+    for (const auto& b : *blocks) {
+      if (b.replicas.size() != 3) return false;
+    }
+    return true;
+  }));
+  (*mc)->StopDataNode(1);
+  (*mc)->StopDataNode(2);
+  auto got = ReadFile(*fs, "/f");  // only the restarted node is left
+  REQUIRE_OK(got.status());
+  CHECK(*got == data);
 }
