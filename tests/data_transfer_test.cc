@@ -295,6 +295,8 @@ void ExpectErrorThenClose(Socket& s, dfs::proto::StatusCode code) {
 void ExpectServes(Cluster& c, uint64_t id) {
   const std::string data = RandomBytes(20000, id);
   CHECK(WriteBlock(Blk(id, 1), c.Targets({0}), data, id) == data.size());
+  // The writer's connection may still be winding down on a server with one thread.
+  REQUIRE(Eventually([&] { return c.nodes[0]->server->active_transfers() == 0; }));
   auto r = ReadRange(c.nodes[0]->id, Blk(id, 1), 0, 0);
   REQUIRE(r.ok());
   CHECK(*r == data);

@@ -159,7 +159,7 @@ TEST_CASE("hostile names are refused with a clear error and the NameNode keeps s
   REQUIRE_OK(fs->Mkdirs("/still/works"));
 }
 
-TEST_CASE("malformed RPC frames get an error and a closed connection; others are still served", "[namespace]") {
+TEST_CASE("malformed RPC frames get an error and a closed connection, and others are still served", "[namespace]") {
   auto mc = StartCluster();
   auto connect = [&] {
     auto s = Socket::Connect("127.0.0.1", mc->namenode()->rpc_port(), std::chrono::seconds(5));
