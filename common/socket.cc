@@ -19,6 +19,7 @@ namespace dfs {
 namespace {
 
 void SetNonBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+void SetBlocking(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK); }
 
 std::string AddrToString(const sockaddr_storage& ss, bool with_port) {
   char buf[INET6_ADDRSTRLEN] = "?";
@@ -54,17 +55,35 @@ Status Resolve(const std::string& host, uint16_t port, sockaddr_storage* out, so
 }  // namespace
 
 Socket::Socket(int fd) : fd_(fd) {
-  if (fd_ >= 0) SetNonBlocking(fd_);
+  if (fd_ >= 0) SetBlocking(fd_);
 }
 Socket::~Socket() { Close(); }
-Socket::Socket(Socket&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
+Socket::Socket(Socket&& o) noexcept
+    : fd_(o.fd_), rcv_timeout_ms_(o.rcv_timeout_ms_), snd_timeout_ms_(o.snd_timeout_ms_) {
+  o.fd_ = -1;
+}
 Socket& Socket::operator=(Socket&& o) noexcept {
   if (this != &o) {
     Close();
     fd_ = o.fd_;
+    rcv_timeout_ms_ = o.rcv_timeout_ms_;
+    snd_timeout_ms_ = o.snd_timeout_ms_;
     o.fd_ = -1;
   }
   return *this;
+}
+
+void Socket::SetTimeout(int option, Millis timeout, int64_t* cached) {
+  // A zero SO_*TIMEO means "forever"; the shortest real timeout is 1 ms.
+  const int64_t ms = std::max<int64_t>(1, timeout.count());
+  if (*cached == ms) return;
+  timeval tv{static_cast<time_t>(ms / 1000), static_cast<suseconds_t>((ms % 1000) * 1000)};
+  setsockopt(fd_, SOL_SOCKET, option, &tv, sizeof tv);
+  *cached = ms;
+}
+
+Status Socket::Stalled(const char* op, Millis timeout) const {
+  return Status::TimedOut(fmt::format("{} {}: no progress for {} ms", op, PeerAddress(), timeout.count()));
 }
 
 void Socket::Close() {
@@ -110,6 +129,7 @@ Result<Socket> Socket::Connect(const std::string& host, uint16_t port, Millis ti
   int fd = ::socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Status::FromErrno("socket", errno);
   Socket s(fd);
+  SetNonBlocking(fd);  // for a connect with a timeout; blocking again below
   int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), len);
   if (rc != 0 && errno != EINPROGRESS) {
     return Status::Unavailable(fmt::format("cannot connect to {}: {}", name, std::strerror(errno)));
@@ -126,6 +146,7 @@ Result<Socket> Socket::Connect(const std::string& host, uint16_t port, Millis ti
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen);
     if (err != 0) return Status::Unavailable(fmt::format("cannot connect to {}: {}", name, std::strerror(err)));
   }
+  SetBlocking(fd);
   s.SetNoDelay();
   return s;
 }
@@ -151,9 +172,13 @@ bool Socket::HasPendingInput() const {
 }
 
 Status Socket::ReadFull(void* buf, size_t n, Millis timeout) {
+  SetTimeout(SO_RCVTIMEO, timeout, &rcv_timeout_ms_);
   char* p = static_cast<char*>(buf);
   while (n > 0) {
-    ssize_t r = ::recv(fd_, p, n, 0);
+    // MSG_WAITALL: one call for the whole buffer; it returns early only on a
+    // timeout (then progress restarts the clock, as an idle timeout should),
+    // a signal, the peer's close or an error.
+    ssize_t r = ::recv(fd_, p, n, MSG_WAITALL);
     if (r > 0) {
       p += r;
       n -= static_cast<size_t>(r);
@@ -161,10 +186,7 @@ Status Socket::ReadFull(void* buf, size_t n, Millis timeout) {
     }
     if (r == 0) return Status::IOError(fmt::format("connection closed by {}", PeerAddress()));
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      DFS_RETURN_IF_ERROR(Wait(POLLIN, timeout, "reading from"));
-      continue;
-    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("reading from", timeout);
     return Status::IOError(fmt::format("reading from {}: {}", PeerAddress(), std::strerror(errno)));
   }
   return Status::OK();
@@ -176,6 +198,7 @@ Status Socket::WriteFull(const void* buf, size_t n, Millis timeout) {
 }
 
 Status Socket::WriteV(struct iovec* iov, int iovcnt, Millis timeout) {
+  SetTimeout(SO_SNDTIMEO, timeout, &snd_timeout_ms_);
   while (iovcnt > 0) {
     if (iov->iov_len == 0) {
       ++iov;
@@ -188,10 +211,7 @@ Status Socket::WriteV(struct iovec* iov, int iovcnt, Millis timeout) {
     ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (w < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        DFS_RETURN_IF_ERROR(Wait(POLLOUT, timeout, "writing to"));
-        continue;
-      }
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("writing to", timeout);
       return Status::IOError(fmt::format("writing to {}: {}", PeerAddress(), std::strerror(errno)));
     }
     size_t left = static_cast<size_t>(w);
@@ -209,6 +229,7 @@ Status Socket::WriteV(struct iovec* iov, int iovcnt, Millis timeout) {
 }
 
 Status Socket::SendFile(int file_fd, uint64_t offset, size_t n, Millis timeout) {
+  SetTimeout(SO_SNDTIMEO, timeout, &snd_timeout_ms_);
   off_t off = static_cast<off_t>(offset);
   while (n > 0) {
     ssize_t w = ::sendfile(fd_, file_fd, &off, n);
@@ -218,10 +239,7 @@ Status Socket::SendFile(int file_fd, uint64_t offset, size_t n, Millis timeout) 
     }
     if (w == 0) return Status::IOError("sendfile: the replica file is shorter than expected");
     if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-      DFS_RETURN_IF_ERROR(Wait(POLLOUT, timeout, "writing to"));
-      continue;
-    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("writing to", timeout);
     return Status::IOError(fmt::format("sendfile to {}: {}", PeerAddress(), std::strerror(errno)));
   }
   return Status::OK();

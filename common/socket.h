@@ -1,6 +1,9 @@
 // Blocking TCP sockets with per-operation idle timeouts, for the data path and
-// the RPC client. (Asio's synchronous operations retry EAGAIN with an infinite
-// poll, which defeats SO_RCVTIMEO; these use poll() with the timeout instead.)
+// the RPC client. The descriptor is in blocking mode with SO_RCVTIMEO and
+// SO_SNDTIMEO set from each call's timeout, so reading a whole packet is one
+// recv(MSG_WAITALL) instead of a poll/recv pair per arriving segment. (Asio's
+// synchronous operations retry EAGAIN with an infinite poll, which defeats
+// SO_RCVTIMEO; hence this small class.)
 //
 // Thread-safety: one thread may read while another writes; otherwise callers
 // serialise. Move-only; the destructor closes the descriptor.
@@ -22,7 +25,7 @@ class Socket {
   Socket() = default;
   explicit Socket(int fd);
   ~Socket();
-  Socket(Socket&& o) noexcept;
+  Socket(Socket&& o) noexcept;  // NOLINT
   Socket& operator=(Socket&& o) noexcept;
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
@@ -56,7 +59,11 @@ class Socket {
 
  private:
   Status Wait(short events, Millis timeout, const char* op);
+  void SetTimeout(int option, Millis timeout, int64_t* cached);
+  Status Stalled(const char* op, Millis timeout) const;
   int fd_ = -1;
+  int64_t rcv_timeout_ms_ = -1;  // the SO_RCVTIMEO / SO_SNDTIMEO now set, to skip needless setsockopt
+  int64_t snd_timeout_ms_ = -1;
 };
 
 class Listener {
