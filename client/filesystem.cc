@@ -67,6 +67,9 @@ FileSystemImpl::FileSystemImpl(Config conf, std::string host, uint16_t port, std
   writer_opts_.max_packets_in_flight = static_cast<size_t>(conf_.GetInt("dfs.client.write.max-packets-in-flight"));
   writer_opts_.socket_timeout = conf_.GetDuration("dfs.client.socket-timeout");
   writer_opts_.client_name = client_name_;
+  // Enough warm packet buffers for one pipeline's window, reused block after block.
+  writer_opts_.packet_buffers =
+      std::make_shared<BufferPool>(writer_opts_.packet_size, writer_opts_.max_packets_in_flight + 4);
   reader_opts_.socket_timeout = writer_opts_.socket_timeout;
   reader_opts_.client_name = client_name_;
 }

@@ -112,7 +112,13 @@ Status BlockWriter::AcquireSlot() {
   }
   Slot& s = ring_[cur_];
   if (!s.data) {  // lazily: a small block touches one slot only
-    s.data.reset(new char[packet_cap_]);
+    if (options_.packet_buffers && options_.packet_buffers->buffer_bytes() >= packet_cap_) {
+      s.pooled = options_.packet_buffers->Get();
+      s.data = s.pooled.data();
+    } else {
+      s.owned.reset(new char[packet_cap_]);
+      s.data = s.owned.get();
+    }
     s.sums.reset(new uint64_t[packet_cap_ / options_.bytes_per_checksum + 1]);
   }
   cur_open_ = true;
@@ -154,8 +160,8 @@ Status BlockWriter::SendCurrent(bool last) {
   s.header.set_seqno(next_seqno_);
   s.header.set_data_len(static_cast<uint32_t>(cur_len_));
   s.header.set_last(last);
-  ComputePacketChecksums(sent_, s.data.get(), cur_len_, bpc, s.sums.get());
-  Status st = Send(s.header, s.sums.get(), PacketChunks(sent_, cur_len_, bpc), s.data.get(), sent_ + cur_len_, false);
+  ComputePacketChecksums(sent_, s.data, cur_len_, bpc, s.sums.get());
+  Status st = Send(s.header, s.sums.get(), PacketChunks(sent_, cur_len_, bpc), s.data, sent_ + cur_len_, false);
   if (!st.ok()) return SendFailed(st);
   sent_ += cur_len_;
   ++next_seqno_;
@@ -177,7 +183,7 @@ Status BlockWriter::Write(const char* data, size_t n) {
     // A packet ends on a chunk boundary, even when a Flush left it starting mid-chunk.
     const size_t cap = packet_cap_ - static_cast<size_t>(sent_ % bpc);
     const size_t k = std::min(n, cap - cur_len_);
-    std::memcpy(ring_[cur_].data.get() + cur_len_, data, k);
+    std::memcpy(ring_[cur_].data + cur_len_, data, k);
     cur_len_ += k;
     written_ += k;
     data += k;

@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/buffer_pool.h"
 #include "common/data_transfer.h"
 #include "common/socket.h"
 #include "common/status.h"
@@ -38,6 +39,9 @@ class BlockWriter {
     size_t max_packets_in_flight = 64;  // unacked packets before Write blocks (dfs.client.write.max-packets-in-flight)
     Millis socket_timeout = Millis(60000);  // idle timeout per socket operation (dfs.client.socket-timeout)
     std::string client_name;                // for the DataNodes' logs
+    // Where packet buffers come from; shared by the writers of one client so a
+    // new block reuses warm buffers. Null: each writer allocates its own.
+    std::shared_ptr<BufferPool> packet_buffers;
   };
 
   // Connects to targets[0] and sets up the pipeline through every target. On
@@ -71,7 +75,9 @@ class BlockWriter {
 
  private:
   struct Slot {
-    std::unique_ptr<char[]> data;
+    char* data = nullptr;                 // from `pooled` or `owned`
+    BufferPool::Buffer pooled;
+    std::unique_ptr<char[]> owned;
     std::unique_ptr<uint64_t[]> sums;
     proto::PacketHeader header;
   };

@@ -27,6 +27,7 @@
 #include <string>
 #include <thread>
 
+#include "common/buffer_pool.h"
 #include "common/socket.h"
 #include "common/status.h"
 #include "datanode/block_store.h"
@@ -83,6 +84,7 @@ class XferServer {
   class Tracked;
 
   BlockStore* store_;
+  std::unique_ptr<BufferPool> read_buffers_;  // one per concurrent read, reused across operations
   Options options_;
   BlockReceivedFn on_block_received_;
   Listener listener_;
