@@ -15,6 +15,21 @@ namespace dfs::cli {
 
 namespace {
 
+bool IsRelativeDfsPath(const std::string& p) { return p.empty() || (p[0] != '/' && p.find("://") == std::string::npos); }
+
+// Does the command write into the home directory: a relative (or, for put,
+// implicit ".") destination of a command that creates something?
+bool WritesIntoHome(const Command& cmd, const Args& args) {
+  if (cmd.name == "put" || cmd.name == "moveFromLocal") return args.size() < 2 || IsRelativeDfsPath(args.back());
+  if (cmd.name == "cp" || cmd.name == "mv") return !args.empty() && IsRelativeDfsPath(args.back());
+  if (cmd.name == "mkdir" || cmd.name == "touchz") {
+    for (const auto& a : args) {
+      if (IsRelativeDfsPath(a)) return true;
+    }
+  }
+  return false;
+}
+
 std::atomic<bool> g_interrupted{false};
 
 void OnSigint(int) {
@@ -113,6 +128,12 @@ int RunShell(std::vector<std::string> args, const ShellEnv& env) {
     }
     fs = std::move(connected).value();
     ctx.fs_ptr = fs.get();
+  }
+  if (fs && WritesIntoHome(*cmd, args)) {
+    // Hadoop fails a first `put f` because /user/<you> does not exist yet (or,
+    // worse, creates a file by that name); dfs makes the home directory first.
+    // Idempotent and harmless when it exists.
+    (void)fs->Mkdirs(fs->home(), 0755, true);
   }
   ctx.progress = env.progress;
   if (env.interrupted) ctx.interrupted = env.interrupted;

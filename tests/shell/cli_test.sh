@@ -147,6 +147,9 @@ check "put -D dfs.replication=1" dfs -D dfs.replication=1 put "$L/small.txt" /re
 check_out "replication 1 from -D" "1" dfs stat %r /rep1.txt
 
 # Relative paths live under /user/<name>.
+check "a new student's first put creates their home directory" \
+  env DFS_USER=newstudent "$BIN/dfs" -fs "$NN" put "$L/small.txt"
+check "... and the file is in it" dfs test -f /user/newstudent/small.txt
 check "put relative" dfs put "$L/small.txt" rel.txt
 check_out "cat relative" "$(cat "$L/small.txt")" dfs cat "$ME/rel.txt"
 check "ls relative prints relative names" sh -c "'$BIN/dfs' -fs $NN ls | grep -q ' rel.txt\$'"
