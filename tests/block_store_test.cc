@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -14,6 +15,7 @@
 
 #include "common/checksum.h"
 #include "common/data_transfer.h"
+#include "tests/mini_cluster.h"
 
 namespace fs = std::filesystem;
 using dfs::datanode::BlockStore;
@@ -21,18 +23,7 @@ using dfs::datanode::ReplicaWriter;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dfs_bs_XXXXXX";
-    REQUIRE(mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using dfs::test::TempDir;
 
 dfs::proto::Block Blk(uint64_t id, uint64_t gs) {
   dfs::proto::Block b;
@@ -41,12 +32,7 @@ dfs::proto::Block Blk(uint64_t id, uint64_t gs) {
   return b;
 }
 
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  for (auto& c : s) c = static_cast<char>(rng());
-  return s;
-}
+using dfs::test::RandomBytes;
 
 std::unique_ptr<BlockStore> OpenStore(std::vector<std::string> dirs, bool sync = false) {
   BlockStore::Options o;
@@ -107,16 +93,16 @@ std::string FinalPath(const std::string& dir, uint64_t id, uint64_t gs) {
 
 TEST_CASE("block store writes, finalizes and reads back a replica", "[block_store]") {
   TempDir t;
-  auto store = OpenStore({t.path + "/d0"}, /*sync=*/true);
+  auto store = OpenStore({t.path() + "/d0"}, /*sync=*/true);
   const std::string data = RandomBytes(10 * 512 + 77, 1);
   auto b = WriteReplica(*store, 42, 7, data);
   CHECK(b.id() == 42);
   CHECK(b.gen_stamp() == 7);
   CHECK(b.num_bytes() == data.size());
   CHECK(ReadReplica(*store, 42, 7) == data);
-  CHECK(fs::exists(FinalPath(t.path + "/d0", 42, 7)));
-  CHECK(fs::exists(FinalPath(t.path + "/d0", 42, 7) + ".meta"));
-  CHECK(fs::is_empty(t.path + "/d0/tmp"));
+  CHECK(fs::exists(FinalPath(t.path() + "/d0", 42, 7)));
+  CHECK(fs::exists(FinalPath(t.path() + "/d0", 42, 7) + ".meta"));
+  CHECK(fs::is_empty(t.path() + "/d0/tmp"));
   REQUIRE(store->AllReplicas().size() == 1);
   CHECK(store->dfs_used() == data.size() + dfs::datanode::kMetaHeaderBytes + 11 * 8);
   CHECK(store->capacity() > 0);
@@ -126,7 +112,7 @@ TEST_CASE("block store writes, finalizes and reads back a replica", "[block_stor
 
 TEST_CASE("block store appends that end mid-chunk keep whole-chunk checksums", "[block_store]") {
   TempDir t;
-  auto store = OpenStore({t.path});
+  auto store = OpenStore({t.path()});
   const std::string data = RandomBytes(5000, 2);
   // Pieces that are not multiples of the chunk size, as after a writer's Flush.
   for (size_t piece : {100, 128, 333, 1, 4999}) {
@@ -138,7 +124,7 @@ TEST_CASE("block store appends that end mid-chunk keep whole-chunk checksums", "
 
 TEST_CASE("block store refuses duplicates and stale generation stamps", "[block_store]") {
   TempDir t;
-  auto store = OpenStore({t.path});
+  auto store = OpenStore({t.path()});
   WriteReplica(*store, 5, 10, RandomBytes(1000, 3));
 
   auto dup = store->CreateTemporary(Blk(5, 10), 512);
@@ -161,21 +147,21 @@ TEST_CASE("block store refuses duplicates and stale generation stamps", "[block_
   WriteReplica(*store, 5, 11, newer);
   CHECK(ReadReplica(*store, 5, 11) == newer);
   CHECK(store->OpenForRead(Blk(5, 10)).status().code() == dfs::StatusCode::kStale);
-  CHECK_FALSE(fs::exists(FinalPath(t.path, 5, 10)));
-  CHECK_FALSE(fs::exists(FinalPath(t.path, 5, 10) + ".meta"));
+  CHECK_FALSE(fs::exists(FinalPath(t.path(), 5, 10)));
+  CHECK_FALSE(fs::exists(FinalPath(t.path(), 5, 10) + ".meta"));
   CHECK(store->dfs_used() == 1500 + dfs::datanode::kMetaHeaderBytes + 3 * 8);
 }
 
 TEST_CASE("block store aborted and destroyed writers leave nothing behind", "[block_store]") {
   TempDir t;
-  auto store = OpenStore({t.path});
+  auto store = OpenStore({t.path()});
   {
     auto w = store->CreateTemporary(Blk(1, 1), 512);
     REQUIRE(w.ok());
     AppendAll(**w, RandomBytes(3000, 5), 1000);
-    CHECK(CountFiles(t.path + "/tmp") == 2);
+    CHECK(CountFiles(t.path() + "/tmp") == 2);
   }  // destroyed without Finalize
-  CHECK(CountFiles(t.path) == 0);
+  CHECK(CountFiles(t.path()) == 0);
   CHECK(store->num_replicas() == 0);
   CHECK(store->OpenForRead(Blk(1, 1)).status().code() == dfs::StatusCode::kNotFound);
 }
@@ -184,7 +170,7 @@ TEST_CASE("block store reopen rebuilds the map and cleans up leftovers", "[block
   TempDir t;
   std::map<uint64_t, std::string> written;
   {
-    auto store = OpenStore({t.path});
+    auto store = OpenStore({t.path()});
     for (uint64_t id = 1; id <= 5; ++id) {
       written[id] = RandomBytes(id * 777, id);
       WriteReplica(*store, id, 1000 + id, written[id]);
@@ -192,15 +178,15 @@ TEST_CASE("block store reopen rebuilds the map and cleans up leftovers", "[block
   }
   // What a crash can leave: unfinished temporaries, a meta file published
   // without its data file, and a data file without meta.
-  std::ofstream(t.path + "/tmp/blk_77_1") << "partial";
-  std::ofstream(t.path + "/tmp/blk_77_1.meta") << "DFSM";
-  std::ofstream(FinalPath(t.path, 78, 1) + ".meta") << "DFSM....";
-  std::ofstream(FinalPath(t.path, 79, 1)) << "orphan data";
+  std::ofstream(t.path() + "/tmp/blk_77_1") << "partial";
+  std::ofstream(t.path() + "/tmp/blk_77_1.meta") << "DFSM";
+  std::ofstream(FinalPath(t.path(), 78, 1) + ".meta") << "DFSM....";
+  std::ofstream(FinalPath(t.path(), 79, 1)) << "orphan data";
   // An older generation stamp of block 3 that was never cleaned up.
-  fs::copy_file(FinalPath(t.path, 3, 1003), FinalPath(t.path, 3, 2));
-  fs::copy_file(FinalPath(t.path, 3, 1003) + ".meta", FinalPath(t.path, 3, 2) + ".meta");
+  fs::copy_file(FinalPath(t.path(), 3, 1003), FinalPath(t.path(), 3, 2));
+  fs::copy_file(FinalPath(t.path(), 3, 1003) + ".meta", FinalPath(t.path(), 3, 2) + ".meta");
 
-  auto store = OpenStore({t.path});
+  auto store = OpenStore({t.path()});
   auto all = store->AllReplicas();
   REQUIRE(all.size() == 5);
   for (const auto& b : all) {
@@ -208,18 +194,18 @@ TEST_CASE("block store reopen rebuilds the map and cleans up leftovers", "[block
     CHECK(b.num_bytes() == written[b.id()].size());
     CHECK(ReadReplica(*store, b.id(), b.gen_stamp()) == written[b.id()]);
   }
-  CHECK(fs::is_empty(t.path + "/tmp"));
-  CHECK_FALSE(fs::exists(FinalPath(t.path, 78, 1) + ".meta"));
-  CHECK_FALSE(fs::exists(FinalPath(t.path, 79, 1)));
-  CHECK_FALSE(fs::exists(FinalPath(t.path, 3, 2)));
-  CHECK(CountFiles(t.path) == 10);
+  CHECK(fs::is_empty(t.path() + "/tmp"));
+  CHECK_FALSE(fs::exists(FinalPath(t.path(), 78, 1) + ".meta"));
+  CHECK_FALSE(fs::exists(FinalPath(t.path(), 79, 1)));
+  CHECK_FALSE(fs::exists(FinalPath(t.path(), 3, 2)));
+  CHECK(CountFiles(t.path()) == 10);
   REQUIRE(store->GetReplica(dfs::BlockId(4)).has_value());
   CHECK(store->GetReplica(dfs::BlockId(4))->num_bytes() == 4 * 777);
 }
 
 TEST_CASE("block store deletes replicas", "[block_store]") {
   TempDir t;
-  auto store = OpenStore({t.path});
+  auto store = OpenStore({t.path()});
   WriteReplica(*store, 9, 3, RandomBytes(2048, 6));
   const uint64_t used = store->dfs_used();
   CHECK(used > 2048);
@@ -233,14 +219,14 @@ TEST_CASE("block store deletes replicas", "[block_store]") {
   CHECK(store->Delete(Blk(9, 3)).code() == dfs::StatusCode::kNotFound);
   CHECK(store->OpenForRead(Blk(9, 3)).status().code() == dfs::StatusCode::kNotFound);
   CHECK(store->dfs_used() == 0);
-  CHECK(CountFiles(t.path) == 0);
+  CHECK(CountFiles(t.path()) == 0);
   CHECK(store->AllReplicas().empty());
 }
 
 TEST_CASE("block store spreads replicas over several dirs and counts failed ones", "[block_store]") {
   TempDir t;
-  std::ofstream(t.path + "/not_a_dir") << "x";
-  std::vector<std::string> dirs = {t.path + "/a", t.path + "/b", t.path + "/not_a_dir/c"};
+  std::ofstream(t.path() + "/not_a_dir") << "x";
+  std::vector<std::string> dirs = {t.path() + "/a", t.path() + "/b", t.path() + "/not_a_dir/c"};
   std::map<uint64_t, std::string> written;
   {
     auto store = OpenStore(dirs);
@@ -269,15 +255,15 @@ TEST_CASE("block store spreads replicas over several dirs and counts failed ones
     REQUIRE(written.size() == 20);
   }
   // Volumes on one filesystem tie on free space, so both got replicas.
-  CHECK(CountFiles(t.path + "/a") > 0);
-  CHECK(CountFiles(t.path + "/b") > 0);
-  CHECK(CountFiles(t.path + "/a") + CountFiles(t.path + "/b") == 40);
+  CHECK(CountFiles(t.path() + "/a") > 0);
+  CHECK(CountFiles(t.path() + "/b") > 0);
+  CHECK(CountFiles(t.path() + "/a") + CountFiles(t.path() + "/b") == 40);
   auto store = OpenStore(dirs);
   CHECK(store->num_replicas() == 20);
   for (auto& [id, data] : written) CHECK(ReadReplica(*store, id, 1) == data);
 
   BlockStore::Options none;
-  none.dirs = {t.path + "/not_a_dir/x"};
+  none.dirs = {t.path() + "/not_a_dir/x"};
   auto bad = BlockStore::Open(none);
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("not_a_dir/x") != std::string::npos);

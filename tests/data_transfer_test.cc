@@ -6,6 +6,8 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+
+#include "tests/mini_cluster.h"
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -28,18 +30,7 @@ using dfs::datanode::XferServer;
 
 namespace {
 
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/dfs_dt_XXXXXX";
-    REQUIRE(mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
+using dfs::test::TempDir;
 
 // Polls `cond` until it holds or `limit` passes.
 template <typename F>
@@ -60,17 +51,7 @@ dfs::proto::Block Blk(uint64_t id, uint64_t gs, uint64_t len = 0) {
   return b;
 }
 
-std::string RandomBytes(size_t n, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::string s(n, '\0');
-  size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    uint64_t v = rng();
-    memcpy(&s[i], &v, 8);
-  }
-  for (; i < n; ++i) s[i] = static_cast<char>(rng());
-  return s;
-}
+using dfs::test::RandomBytes;
 
 struct Node {
   std::unique_ptr<BlockStore> store;
@@ -93,7 +74,7 @@ struct Cluster {
     for (int i = 0; i < n; ++i) {
       auto node = std::make_unique<Node>();
       BlockStore::Options so;
-      so.dirs = {root.path + "/dn" + std::to_string(i)};
+      so.dirs = {root.path() + "/dn" + std::to_string(i)};
       so.sync_on_close = sync;
       auto s = BlockStore::Open(so);
       REQUIRE(s.ok());
@@ -210,7 +191,7 @@ TEST_CASE("data transfer: a 3-node pipeline writes a block every node reads back
   }
   for (auto& n : c.nodes) {
     CHECK(Eventually([&] { return n->server->active_transfers() == 0; }));
-    CHECK(fs::is_empty(c.root.path + "/dn" + std::to_string(&n - &c.nodes[0]) + "/tmp"));
+    CHECK(fs::is_empty(c.root.path() + "/dn" + std::to_string(&n - &c.nodes[0]) + "/tmp"));
   }
 }
 
@@ -244,7 +225,7 @@ TEST_CASE("data transfer: a flipped byte in a stored replica is reported as corr
   const std::string data = RandomBytes(100000, 4);
   WriteBlock(Blk(11, 1), c.Targets({0}), data, 4);
   std::string path;
-  for (auto& e : fs::recursive_directory_iterator(c.root.path)) {
+  for (auto& e : fs::recursive_directory_iterator(c.root.path())) {
     if (e.path().filename() == "blk_11_1") path = e.path().string();
   }
   REQUIRE(!path.empty());
@@ -345,8 +326,8 @@ TEST_CASE("data transfer: a packet with a bad checksum is refused", "[data_trans
     CHECK(Eventually([&] { return n->server->active_transfers() == 0; }));
     CHECK_FALSE(n->store->GetReplica(dfs::BlockId(21)).has_value());
   }
-  CHECK(fs::is_empty(c.root.path + "/dn0/tmp"));
-  CHECK(fs::is_empty(c.root.path + "/dn1/tmp"));
+  CHECK(fs::is_empty(c.root.path() + "/dn0/tmp"));
+  CHECK(fs::is_empty(c.root.path() + "/dn1/tmp"));
   ExpectServes(c, 22);
 }
 
@@ -452,7 +433,7 @@ TEST_CASE("data transfer: a dead DataNode in the pipeline is named by failed_tar
     CHECK(Eventually([&] { return n->server->active_transfers() == 0; }));
     CHECK(n->store->num_replicas() == 0);
   }
-  CHECK(fs::is_empty(c.root.path + "/dn0/tmp"));
+  CHECK(fs::is_empty(c.root.path() + "/dn0/tmp"));
 }
 
 TEST_CASE("data transfer: a DataNode dying mid-write fails the writer with its index", "[data_transfer]") {
