@@ -1,6 +1,7 @@
 #include "namenode/namespace_store.h"
 
 #include <filesystem>
+#include <thread>
 
 #include <fmt/format.h>
 #include <rocksdb/db.h>
@@ -168,10 +169,15 @@ Status NamespaceStore::WaitDurable(uint64_t ticket) {
       continue;
     }
     syncing_ = true;
+    if (last_group_ > 1) GatherLocked(l);
     const uint64_t target = applied_;
     l.unlock();
+    const auto start = std::chrono::steady_clock::now();
     rocksdb::Status s = db_->SyncWAL();
+    const auto took = std::chrono::steady_clock::now() - start;
     l.lock();
+    last_sync_ = std::chrono::duration_cast<std::chrono::microseconds>(took);
+    last_group_ = target - durable_;
     syncing_ = false;
     ++syncs_;
     if (!s.ok()) {
@@ -183,6 +189,23 @@ Status NamespaceStore::WaitDurable(uint64_t ticket) {
     cv_.notify_all();
   }
   return Status::OK();
+}
+
+// With several clients writing, the ones released by the previous sync come
+// back with their next batch a fraction of a millisecond later; without a
+// pause they would miss this sync and clients would settle into two cohorts
+// taking turns, each sync carrying half of them. So the leader waits (yielding
+// the CPU, because timed sleeps oversleep badly on VMs) until twice the last
+// group has arrived or a third of a sync's time has passed. A lone client
+// (last group of one) never waits.
+void NamespaceStore::GatherLocked(std::unique_lock<std::mutex>& l) {
+  const auto until = std::chrono::steady_clock::now() + std::min(last_sync_ / 3, kMaxGather);
+  const uint64_t want = durable_ + 2 * last_group_;
+  while (applied_ < want && std::chrono::steady_clock::now() < until) {
+    l.unlock();
+    std::this_thread::yield();
+    l.lock();
+  }
 }
 
 uint64_t NamespaceStore::sync_count() const {

@@ -6,13 +6,16 @@
 // its namespace lock and calls WaitDurable(ticket) before acknowledging the
 // client. WaitDurable makes one caller the leader that fsyncs the WAL for every
 // batch applied so far, while the others wait for it: N concurrent clients cost
-// about one fsync, not N fsyncs serialised behind the namespace lock.
+// about one fsync, not N fsyncs serialised behind the namespace lock. When the
+// last sync carried several batches, the leader first waits a moment for the
+// clients it just released to send their next batch (GatherLocked).
 //
 // Thread-safety: all methods are thread-safe. Apply() callers serialise
 // themselves (under the namespace lock) so that batches are validated against
 // the state they are applied to.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -64,6 +67,7 @@ class NamespaceStore {
 
  private:
   NamespaceStore() = default;
+  void GatherLocked(std::unique_lock<std::mutex>& l);
 
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
@@ -73,6 +77,11 @@ class NamespaceStore {
   bool syncing_ = false;
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
   uint64_t syncs_ = 0;
+  // Group-commit gathering (see GatherLocked): the size and duration of the
+  // last sync.
+  uint64_t last_group_ = 0;
+  std::chrono::microseconds last_sync_{0};
+  static constexpr std::chrono::microseconds kMaxGather{500};
 };
 
 // Helpers for building batches.

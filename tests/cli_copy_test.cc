@@ -26,7 +26,8 @@ TEST_CASE("put writes a temporary and renames it into place", "[cli]") {
   CHECK(r.out.empty());
   CHECK(r.err.empty());
   CHECK(h.fs->At("/user/alice/up.txt").data == "hello world\n");
-  CHECK(h.fs->log == std::vector<std::string>{"create /user/alice/up.txt._COPYING_",
+  // A relative destination makes sure the home directory exists first.
+  CHECK(h.fs->log == std::vector<std::string>{"mkdirs /user/alice", "create /user/alice/up.txt._COPYING_",
                                               "rename /user/alice/up.txt._COPYING_ /user/alice/up.txt"});
   CHECK_FALSE(h.fs->last_create.create_parent);
   CHECK(h.fs->last_create.replication == 3);
