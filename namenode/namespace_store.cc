@@ -156,8 +156,9 @@ Result<uint64_t> NamespaceStore::Apply(rocksdb::WriteBatch* batch) {
   rocksdb::WriteOptions wo;
   wo.sync = false;  // WaitDurable() syncs for a whole group of batches
   DFS_RETURN_IF_ERROR(FromRocks(db_->Write(wo, batch), "write"));
-  std::lock_guard<std::mutex> l(mu_);
-  return ++applied_;
+  // Callers apply one at a time (under the namespace lock), so tickets follow
+  // the order of the writes.
+  return applied_.fetch_add(1) + 1;
 }
 
 Status NamespaceStore::WaitDurable(uint64_t ticket) {
@@ -201,11 +202,9 @@ Status NamespaceStore::WaitDurable(uint64_t ticket) {
 void NamespaceStore::GatherLocked(std::unique_lock<std::mutex>& l) {
   const auto until = std::chrono::steady_clock::now() + std::min(last_sync_ / 3, kMaxGather);
   const uint64_t want = durable_ + 2 * last_group_;
-  while (applied_ < want && std::chrono::steady_clock::now() < until) {
-    l.unlock();
-    std::this_thread::yield();
-    l.lock();
-  }
+  l.unlock();  // applied_ is atomic: watch it without taking the lock writers need
+  while (applied_.load() < want && std::chrono::steady_clock::now() < until) std::this_thread::yield();
+  l.lock();
 }
 
 uint64_t NamespaceStore::sync_count() const {

@@ -15,6 +15,7 @@
 // the state they are applied to.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -72,7 +73,7 @@ class NamespaceStore {
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  uint64_t applied_ = 0;   // tickets handed out
+  std::atomic<uint64_t> applied_{0};  // tickets handed out
   uint64_t durable_ = 0;   // every ticket <= durable_ is synced
   bool syncing_ = false;
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt

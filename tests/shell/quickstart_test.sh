@@ -7,7 +7,8 @@ BIN=$(cd "${1:?usage: quickstart_test.sh <bin dir>}" && pwd)
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 T=$(mktemp -d)
 export DFS_HOME=$T/home DFS_BIN=$BIN DFS_DATANODES=2
-NN_PORT=$((20000 + RANDOM % 20000))
+# Below the kernel's ephemeral range (32768+), so no client socket holds it.
+NN_PORT=$((20000 + RANDOM % 10000))
 export DFS_DATANODE_BASE_PORT=$((NN_PORT + 1))
 mkdir -p "$DFS_HOME"
 echo "fs.defaultFS = 127.0.0.1:$NN_PORT" >"$DFS_HOME/dfs.conf"
@@ -20,6 +21,7 @@ check() {  # check "what" command...
 }
 
 out=$("$ROOT/scripts/quickstart.sh" 2>&1); rc=$?
+[ $rc -eq 0 ] || printf '%s\n' "$out" | tail -n 20
 check "first start exits 0" [ $rc -eq 0 ]
 check "sample listed" grep -q "sample.txt" <<<"$out"
 check "two live DataNodes reported" grep -q "Live datanodes (2)" <<<"$out"
