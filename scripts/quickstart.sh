@@ -105,6 +105,11 @@ done
 DFS="$BIN/dfs"
 say "==> Waiting for $DFS_DATANODES DataNode(s) to join"
 for _ in $(seq 300); do
+  if ! running namenode; then
+    echo "the NameNode stopped; the end of its log ($LOGS/namenode.log):" >&2
+    tail -n 15 "$LOGS/namenode.log" >&2
+    exit 1
+  fi
   live=$("$DFS" admin report 2>/dev/null | sed -n 's/^Live datanodes (\([0-9]*\)).*/\1/p' || true)
   if [ "${live:-0}" -ge "$DFS_DATANODES" ] && "$DFS" admin safemode get 2>/dev/null | grep -q OFF; then break; fi
   sleep 0.1
