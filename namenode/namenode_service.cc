@@ -27,15 +27,20 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
   // ---- Client protocol --------------------------------------------------
   s->Register<MkdirsRequest, MkdirsResponse>(
       MKDIRS, "mkdirs", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->Mkdirs(CallerOf(c), rq, rs); });
-  s->Register<CreateRequest, CreateResponse>(
-      CREATE, "create", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->Create(CallerOf(c), rq, rs); });
+  // create and complete answer from the group-commit thread once durable.
+  s->RegisterAsync<CreateRequest, CreateResponse>(
+      CREATE, "create", [ns](const Ctx& c, const auto& rq, auto rs, auto done) {
+        ns->CreateAsync(CallerOf(c), rq, rs.get(), std::move(done));
+      });
   s->Register<AddBlockRequest, AddBlockResponse>(
       ADD_BLOCK, "addBlock", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->AddBlock(CallerOf(c), rq, rs); });
   s->Register<AbandonBlockRequest, AbandonBlockResponse>(
       ABANDON_BLOCK, "abandonBlock",
       [ns](const Ctx& c, const auto& rq, auto*) { return ns->AbandonBlock(CallerOf(c), rq); });
-  s->Register<CompleteRequest, CompleteResponse>(
-      COMPLETE, "complete", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->Complete(CallerOf(c), rq, rs); });
+  s->RegisterAsync<CompleteRequest, CompleteResponse>(
+      COMPLETE, "complete", [ns](const Ctx& c, const auto& rq, auto rs, auto done) {
+        ns->CompleteAsync(CallerOf(c), rq, rs.get(), std::move(done));
+      });
   s->Register<GetBlockLocationsRequest, GetBlockLocationsResponse>(
       GET_BLOCK_LOCATIONS, "getBlockLocations",
       [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->GetBlockLocations(CallerOf(c), rq, rs); }, kInline);

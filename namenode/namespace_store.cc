@@ -169,7 +169,31 @@ Status NamespaceStore::WaitDurable(uint64_t ticket) {
       cv_.wait(l);
       continue;
     }
-    syncing_ = true;
+    LeadLocked(l);
+  }
+  return Status::OK();
+}
+
+void NamespaceStore::OnDurable(uint64_t ticket, std::function<void(Status)> fn) {
+  std::unique_lock<std::mutex> l(mu_);
+  if (durable_ >= ticket || !sync_error_.ok()) {
+    Status st = sync_error_;
+    l.unlock();
+    fn(st);
+    return;
+  }
+  callbacks_.push_back(Callback{ticket, std::move(fn)});
+  // The running leader picks it up after its sync; otherwise this thread leads.
+  if (!syncing_) LeadLocked(l);
+}
+
+// Syncs until no callback waits: each round syncs every batch applied so far,
+// wakes the synchronous waiters and runs the callbacks now durable (they send
+// the replies, so waiting calls cost no thread wake-ups). Called and returns
+// with l held.
+void NamespaceStore::LeadLocked(std::unique_lock<std::mutex>& l) {
+  syncing_ = true;
+  for (;;) {
     if (last_group_ > 1) GatherLocked(l);
     const uint64_t target = applied_;
     l.unlock();
@@ -179,7 +203,6 @@ Status NamespaceStore::WaitDurable(uint64_t ticket) {
     l.lock();
     last_sync_ = std::chrono::duration_cast<std::chrono::microseconds>(took);
     last_group_ = target - durable_;
-    syncing_ = false;
     ++syncs_;
     if (!s.ok()) {
       sync_error_ = Status::IOError("namespace database: syncing the write-ahead log failed: " + s.ToString() +
@@ -187,9 +210,24 @@ Status NamespaceStore::WaitDurable(uint64_t ticket) {
     } else {
       durable_ = std::max(durable_, target);
     }
+    std::vector<Callback> ready;
+    for (auto it = callbacks_.begin(); it != callbacks_.end();) {
+      if (it->ticket <= durable_ || !sync_error_.ok()) {
+        ready.push_back(std::move(*it));
+        it = callbacks_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const bool more = !callbacks_.empty() && sync_error_.ok();
+    if (!more) syncing_ = false;
     cv_.notify_all();
+    const Status result = sync_error_;
+    l.unlock();
+    for (auto& cb : ready) cb.fn(result);
+    l.lock();
+    if (!more) return;
   }
-  return Status::OK();
 }
 
 // With several clients writing, the ones released by the previous sync come

@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "proto/fsimage.pb.h"
@@ -62,6 +63,10 @@ class NamespaceStore {
   Result<uint64_t> Apply(rocksdb::WriteBatch* batch);
   // Returns once every batch up to `ticket` is fsynced in the WAL.
   Status WaitDurable(uint64_t ticket);
+  // Calls fn once the batch is durable (or the sync failed), from the thread
+  // that ran the sync, possibly this one. fn must not call back into the store
+  // while holding locks the store's callers take.
+  void OnDurable(uint64_t ticket, std::function<void(Status)> fn);
 
   // For statistics: how many WAL syncs have run (group commit shares them).
   uint64_t sync_count() const;
@@ -69,6 +74,12 @@ class NamespaceStore {
  private:
   NamespaceStore() = default;
   void GatherLocked(std::unique_lock<std::mutex>& l);
+  void LeadLocked(std::unique_lock<std::mutex>& l);
+
+  struct Callback {
+    uint64_t ticket;
+    std::function<void(Status)> fn;
+  };
 
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
@@ -78,6 +89,7 @@ class NamespaceStore {
   bool syncing_ = false;
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
   uint64_t syncs_ = 0;
+  std::vector<Callback> callbacks_;  // OnDurable calls waiting for a sync
   // Group-commit gathering (see GatherLocked): the size and duration of the
   // last sync.
   uint64_t last_group_ = 0;

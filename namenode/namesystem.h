@@ -61,7 +61,16 @@ class Namesystem {
 
   const std::string& cluster_id() const { return cluster_id_; }
 
+  // Called once with the outcome, after the mutation is durable; possibly
+  // from another thread (the one that ran the group commit).
+  using Done = std::function<void(Status)>;
+
   Status Mkdirs(const Caller& c, const proto::MkdirsRequest& req, proto::MkdirsResponse* resp);
+  // Asynchronous forms of the calls that make a file: they return as soon as
+  // the change is applied, and `done` runs when it is durable, so the RPC layer
+  // need not park a thread per waiting call. *resp must live until then.
+  void CreateAsync(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp, Done done);
+  void CompleteAsync(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp, Done done);
   Status Create(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp);
   Status AddBlock(const Caller& c, const proto::AddBlockRequest& req, proto::AddBlockResponse* resp);
   Status AbandonBlock(const Caller& c, const proto::AbandonBlockRequest& req);
@@ -104,6 +113,12 @@ class Namesystem {
   // Finds a file by inode id (path-independent, so a rename does not break a
   // writer), checking that `caller` holds its lease.
   Status ResolveFileForWrite(const Caller& c, uint64_t inode_id, const std::string& path, Entry* out) const;
+  Status ApplyCreate(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp,
+                     uint64_t* ticket, std::vector<proto::Block>* replaced);
+  Status ApplyComplete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp,
+                       uint64_t* ticket);
+  // Runs an asynchronous operation and waits for its outcome.
+  static Status RunSync(const std::function<void(Done)>& op);
   // Commits the length of the file's last block, which the writer names in
   // `given` (id 0: the file has no block), into rec and batch.
   Status CommitLastBlock(const std::string& path, const proto::Block& given, proto::InodeRecord* rec,

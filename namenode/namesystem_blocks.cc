@@ -127,7 +127,9 @@ Status Namesystem::AbandonBlock(const Caller& c, const proto::AbandonBlockReques
   return Status::OK();
 }
 
-Status Namesystem::Complete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp) {
+Status Namesystem::ApplyComplete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp,
+                                 uint64_t* ticket_out) {
+  *ticket_out = 0;
   uint64_t ticket = 0;
   {
     std::unique_lock l(mu_);
@@ -155,7 +157,23 @@ Status Namesystem::Complete(const Caller& c, const proto::CompleteRequest& req, 
     leases_.Remove(c.client_name, rec.id());
     resp->set_completed(true);
   }
-  return store_->WaitDurable(ticket);
+  *ticket_out = ticket;
+  return Status::OK();
+}
+
+void Namesystem::CompleteAsync(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp,
+                               Done done) {
+  uint64_t ticket = 0;
+  Status s = ApplyComplete(c, req, resp, &ticket);
+  if (!s.ok() || ticket == 0) {  // failed, or not complete yet (nothing written)
+    done(s);
+    return;
+  }
+  store_->OnDurable(ticket, std::move(done));
+}
+
+Status Namesystem::Complete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp) {
+  return RunSync([&](Done d) { CompleteAsync(c, req, resp, std::move(d)); });
 }
 
 Status Namesystem::GetBlockLocations(const Caller& c, const proto::GetBlockLocationsRequest& req,

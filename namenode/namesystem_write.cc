@@ -109,7 +109,8 @@ Status Namesystem::Mkdirs(const Caller& c, const proto::MkdirsRequest& req, prot
   return store_->WaitDurable(ticket);
 }
 
-Status Namesystem::Create(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp) {
+Status Namesystem::ApplyCreate(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp,
+                               uint64_t* ticket_out, std::vector<proto::Block>* replaced_out) {
   DFS_RETURN_IF_ERROR(CheckPath(req.path()));
   const uint32_t replication = req.replication() ? req.replication() : opts_.default_replication;
   const uint64_t block_size = req.block_size() ? req.block_size() : opts_.default_block_size;
@@ -178,9 +179,28 @@ Status Namesystem::Create(const Caller& c, const proto::CreateRequest& req, prot
     num_files_ += 1 - files;
     ToFileStatus(comps.back(), r, resp->mutable_status());
   }
-  DFS_RETURN_IF_ERROR(store_->WaitDurable(ticket));
-  blocks_->RemoveBlocks(replaced_blocks);  // only once the replacement is durable
+  *ticket_out = ticket;
+  *replaced_out = std::move(replaced_blocks);
   return Status::OK();
+}
+
+void Namesystem::CreateAsync(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp,
+                             Done done) {
+  uint64_t ticket = 0;
+  std::vector<proto::Block> replaced;
+  Status s = ApplyCreate(c, req, resp, &ticket, &replaced);
+  if (!s.ok()) {
+    done(s);
+    return;
+  }
+  store_->OnDurable(ticket, [this, replaced = std::move(replaced), done = std::move(done)](Status durable) {
+    if (durable.ok()) blocks_->RemoveBlocks(replaced);  // only once the replacement is durable
+    done(durable);
+  });
+}
+
+Status Namesystem::Create(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp) {
+  return RunSync([&](Done d) { CreateAsync(c, req, resp, std::move(d)); });
 }
 
 Status Namesystem::Delete(const Caller&, const proto::DeleteRequest& req) {

@@ -48,7 +48,8 @@ struct Conn : std::enable_shared_from_this<Conn> {
 
 struct MethodEntry {
   std::string name;
-  RpcServer::RawHandler handler;
+  RpcServer::RawHandler handler;        // synchronous, or
+  RpcServer::AsyncRawHandler async;     // asynchronous (always on the pool)
   RpcServer::Dispatch dispatch;
 };
 
@@ -214,6 +215,21 @@ struct RpcServer::Impl {
           ctx.method = hdr.method();
           ctx.deadline = std::chrono::steady_clock::now() +
                          std::chrono::milliseconds(hdr.timeout_ms() ? hdr.timeout_ms() : 60'000);
+          if (entry->async) {
+            auto answered = std::make_shared<std::atomic<bool>>(false);
+            RpcServer::Responder respond = [this, c, id = hdr.call_id(), answered](Status st, std::string out) {
+              if (answered->exchange(true)) return;
+              Reply(c, id, st, out);
+              c->in_flight--;
+            };
+            try {
+              entry->async(ctx, body, respond);
+            } catch (const std::exception& e) {
+              Log("rpc")->error("{}: handler {} threw: {}", opts.name, entry->name, e.what());
+              respond(Status::Internal(fmt::format("{} failed inside the server: {}", entry->name, e.what())), {});
+            }
+            return;
+          }
           std::string out;
           Status st;
           try {
@@ -276,7 +292,11 @@ RpcServer::RpcServer(Options options) : impl_(std::make_unique<Impl>(std::move(o
 RpcServer::~RpcServer() { Shutdown(); }
 
 void RpcServer::RegisterRaw(uint32_t method, std::string method_name, RawHandler handler, Dispatch dispatch) {
-  impl_->methods[method] = MethodEntry{std::move(method_name), std::move(handler), dispatch};
+  impl_->methods[method] = MethodEntry{std::move(method_name), std::move(handler), nullptr, dispatch};
+}
+
+void RpcServer::RegisterAsyncRaw(uint32_t method, std::string method_name, AsyncRawHandler handler) {
+  impl_->methods[method] = MethodEntry{std::move(method_name), nullptr, std::move(handler), Dispatch::kPool};
 }
 
 Status RpcServer::Start() {

@@ -44,6 +44,11 @@ class RpcServer {
   using RawHandler = std::function<Status(const CallContext&, std::string_view request, std::string* response)>;
   // Where a method runs. kInline only for calls that never block for long.
   enum class Dispatch { kPool, kInline };
+  // An asynchronous handler answers by calling the Responder exactly once, from
+  // any thread, possibly after it returned (a mutation answers when its group
+  // commit is durable, from the thread that ran the sync).
+  using Responder = std::function<void(Status, std::string response)>;
+  using AsyncRawHandler = std::function<void(const CallContext&, std::string_view request, Responder)>;
 
   explicit RpcServer(Options options);
   ~RpcServer();
@@ -65,6 +70,28 @@ class RpcServer {
                   return s;
                 },
                 dispatch);
+  }
+
+  void RegisterAsyncRaw(uint32_t method, std::string method_name, AsyncRawHandler handler);
+
+  // Typed asynchronous registration: f(const CallContext&, const Req&, std::shared_ptr<Resp>,
+  // std::function<void(Status)> done); the response is sent when done(OK) is called.
+  template <typename Req, typename Resp, typename F>
+  void RegisterAsync(uint32_t method, std::string method_name, F f) {
+    RegisterAsyncRaw(method, method_name,
+                     [f = std::move(f), method_name](const CallContext& ctx, std::string_view in, Responder respond) {
+                       Req req;
+                       if (!req.ParseFromArray(in.data(), static_cast<int>(in.size()))) {
+                         respond(Status::ProtocolError("malformed request body for " + method_name), {});
+                         return;
+                       }
+                       auto resp = std::make_shared<Resp>();
+                       f(ctx, req, resp, [resp, respond = std::move(respond)](Status s) {
+                         std::string out;
+                         if (s.ok()) resp->SerializeToString(&out);
+                         respond(s, std::move(out));
+                       });
+                     });
   }
 
   Status Start();
