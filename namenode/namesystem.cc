@@ -3,7 +3,6 @@
 #include "namenode/namesystem.h"
 
 #include <chrono>
-#include <future>
 #include <random>
 #include <unordered_map>
 
@@ -266,13 +265,6 @@ void Namesystem::FillStats(proto::GetStatsResponse* resp) const {
   blocks_->FillStats(resp);
   resp->set_safe_mode(blocks_->InSafeMode());
   resp->set_safe_mode_status(blocks_->SafeModeStatus());
-}
-
-Status Namesystem::RunSync(const std::function<void(Done)>& op) {
-  std::promise<Status> p;
-  auto f = p.get_future();
-  op([&p](Status s) { p.set_value(std::move(s)); });
-  return f.get();
 }
 
 uint64_t Namesystem::NewInodeId(rocksdb::WriteBatch* batch) {

@@ -66,15 +66,13 @@ class Namesystem {
   using Done = std::function<void(Status)>;
 
   Status Mkdirs(const Caller& c, const proto::MkdirsRequest& req, proto::MkdirsResponse* resp);
-  // Asynchronous forms of the calls that make a file: they return as soon as
-  // the change is applied, and `done` runs when it is durable, so the RPC layer
+  // The calls that make a file are asynchronous: they return as soon as the
+  // change is applied, and `done` runs when it is durable, so the RPC layer
   // need not park a thread per waiting call. *resp must live until then.
   void CreateAsync(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp, Done done);
   void CompleteAsync(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp, Done done);
-  Status Create(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp);
   Status AddBlock(const Caller& c, const proto::AddBlockRequest& req, proto::AddBlockResponse* resp);
   Status AbandonBlock(const Caller& c, const proto::AbandonBlockRequest& req);
-  Status Complete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp);
   Status GetBlockLocations(const Caller& c, const proto::GetBlockLocationsRequest& req,
                            proto::GetBlockLocationsResponse* resp);
   Status GetFileInfo(const proto::GetFileInfoRequest& req, proto::GetFileInfoResponse* resp);
@@ -117,8 +115,6 @@ class Namesystem {
                      uint64_t* ticket, std::vector<proto::Block>* replaced);
   Status ApplyComplete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp,
                        uint64_t* ticket);
-  // Runs an asynchronous operation and waits for its outcome.
-  static Status RunSync(const std::function<void(Done)>& op);
   // Commits the length of the file's last block, which the writer names in
   // `given` (id 0: the file has no block), into rec and batch.
   Status CommitLastBlock(const std::string& path, const proto::Block& given, proto::InodeRecord* rec,

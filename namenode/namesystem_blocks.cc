@@ -172,10 +172,6 @@ void Namesystem::CompleteAsync(const Caller& c, const proto::CompleteRequest& re
   store_->OnDurable(ticket, std::move(done));
 }
 
-Status Namesystem::Complete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp) {
-  return RunSync([&](Done d) { CompleteAsync(c, req, resp, std::move(d)); });
-}
-
 Status Namesystem::GetBlockLocations(const Caller& c, const proto::GetBlockLocationsRequest& req,
                                      proto::GetBlockLocationsResponse* resp) {
   std::shared_lock l(mu_);

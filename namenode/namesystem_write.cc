@@ -199,10 +199,6 @@ void Namesystem::CreateAsync(const Caller& c, const proto::CreateRequest& req, p
   });
 }
 
-Status Namesystem::Create(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp) {
-  return RunSync([&](Done d) { CreateAsync(c, req, resp, std::move(d)); });
-}
-
 Status Namesystem::Delete(const Caller&, const proto::DeleteRequest& req) {
   std::vector<proto::Block> blocks;
   uint64_t ticket = 0;
