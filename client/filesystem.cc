@@ -245,6 +245,16 @@ Result<proto::SafeModeResponse> FileSystemImpl::SafeMode(proto::SafeModeRequest:
   return resp;
 }
 
+Result<proto::SetDatanodeAdminStateResponse> FileSystemImpl::SetDatanodeAdminState(const std::string& datanode,
+                                                                                   bool decommission) {
+  proto::SetDatanodeAdminStateRequest req;
+  req.set_datanode(datanode);
+  req.set_decommission(decommission);
+  proto::SetDatanodeAdminStateResponse resp;
+  DFS_RETURN_IF_ERROR(Call(proto::SET_DATANODE_ADMIN_STATE, req, &resp));
+  return resp;
+}
+
 void FileSystemImpl::BeginWrite() {
   std::lock_guard<std::mutex> l(lease_mu_);
   ++open_writers_;

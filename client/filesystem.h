@@ -142,6 +142,10 @@ class FileSystem {
   virtual Result<proto::GetStatsResponse> GetStats() = 0;
   virtual Result<std::vector<proto::DatanodeInfo>> GetDatanodeReport() = 0;
   virtual Result<proto::SafeModeResponse> SafeMode(proto::SafeModeRequest::Action action) = 0;
+  // Starts decommissioning a DataNode (uuid, ip:port or hostname:port), or
+  // with decommission false puts it back in service.
+  virtual Result<proto::SetDatanodeAdminStateResponse> SetDatanodeAdminState(const std::string& datanode,
+                                                                             bool decommission) = 0;
 };
 
 }  // namespace dfs::client

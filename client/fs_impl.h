@@ -45,6 +45,8 @@ class FileSystemImpl : public FileSystem {
   Result<proto::GetStatsResponse> GetStats() override;
   Result<std::vector<proto::DatanodeInfo>> GetDatanodeReport() override;
   Result<proto::SafeModeResponse> SafeMode(proto::SafeModeRequest::Action action) override;
+  Result<proto::SetDatanodeAdminStateResponse> SetDatanodeAdminState(const std::string& datanode,
+                                                                     bool decommission) override;
 
   // ---- For the streams ----------------------------------------------------
   template <typename Resp>

@@ -129,7 +129,7 @@ class DfsInputStream : public InputStream {
     }
     Status last;
     for (const auto& loc : lb.locations()) {
-      if (IsBad(loc.uuid())) continue;
+      if (IsBad(lb.block().id(), loc.uuid())) continue;
       auto r = BlockReader::Open(loc, lb.block(), pos - lb.offset(), len, fs_->reader_options());
       if (r.ok()) {
         *node = loc;
@@ -143,30 +143,37 @@ class DfsInputStream : public InputStream {
     // Every replica failed before; forget and retry them all once more.
     {
       std::lock_guard<std::mutex> l(mu_);
-      bad_nodes_.clear();
+      dead_nodes_.clear();
+      for (const auto& loc : lb.locations()) bad_replicas_.erase({lb.block().id(), loc.uuid()});
     }
     return Status::Unavailable(fmt::format("reading {}: every replica of {} failed; retrying", path_,
                                            BlockName(BlockId(lb.block().id()))));
   }
 
-  bool IsBad(const std::string& uuid) const {
+  bool IsBad(uint64_t block_id, const std::string& uuid) const {
     std::lock_guard<std::mutex> l(mu_);
-    return bad_nodes_.count(uuid) > 0;
+    return dead_nodes_.count(uuid) > 0 || bad_replicas_.count({block_id, uuid}) > 0;
   }
 
   void OnReplicaError(const proto::Block& block, const proto::DatanodeId& node, const Status& s) {
     Log("client")->warn("{}: replica of {} on {}:{} failed: {}", path_, BlockName(BlockId(block.id())), node.ip(),
                         node.xfer_port(), s.message());
     {
+      // A corrupt replica says nothing about the node's other replicas; a node
+      // that does not answer is skipped for the rest of the file.
       std::lock_guard<std::mutex> l(mu_);
-      bad_nodes_.insert(node.uuid());
+      if (s.code() == StatusCode::kCorruption) {
+        bad_replicas_.insert({block.id(), node.uuid()});
+      } else {
+        dead_nodes_.insert(node.uuid());
+      }
     }
     if (s.code() == StatusCode::kCorruption) fs_->ReportBadReplica(block, node.uuid());
   }
 
   FileSystemImpl* fs_;
   const std::string path_;
-  mutable std::mutex mu_;  // guards blocks_, length_ and bad_nodes_ (PRead runs on any thread)
+  mutable std::mutex mu_;  // guards blocks_, length_, dead_nodes_, bad_replicas_ (PRead runs on any thread)
   std::vector<proto::LocatedBlock> blocks_;
   uint64_t length_ = 0;
   uint64_t pos_ = 0;
@@ -174,7 +181,8 @@ class DfsInputStream : public InputStream {
   uint64_t reader_pos_ = 0;
   proto::DatanodeId reader_node_;
   proto::Block reader_block_;
-  std::set<std::string> bad_nodes_;
+  std::set<std::string> dead_nodes_;                           // by uuid
+  std::set<std::pair<uint64_t, std::string>> bad_replicas_;  // (block id, uuid) that failed a checksum
 };
 
 }  // namespace

@@ -34,11 +34,15 @@ class DfsOutputStream : public OutputStream {
     while (n > 0) {
       if (!writer_) DFS_RETURN_IF_ERROR(Fail(NextBlock()));
       size_t take = static_cast<size_t>(std::min<uint64_t>(n, block_size_ - in_block_));
-      DFS_RETURN_IF_ERROR(Fail(writer_->Write(p, take).Prepend(fmt::format("writing {}", path_))));
-      in_block_ += take;
-      pos_ += take;
-      p += take;
-      n -= take;
+      const uint64_t before = writer_->bytes_written();
+      Status s = writer_->Write(p, take);
+      // A rebuilt pipeline holds every byte the broken one accepted.
+      if (!s.ok()) DFS_RETURN_IF_ERROR(Fail(RecoverPipeline(s)));
+      const size_t done = static_cast<size_t>(writer_->bytes_written() - before);
+      in_block_ += done;
+      pos_ += done;
+      p += done;
+      n -= done;
       if (in_block_ == block_size_) DFS_RETURN_IF_ERROR(Fail(FinishBlock()));
     }
     return Status::OK();
@@ -47,7 +51,10 @@ class DfsOutputStream : public OutputStream {
   Status Flush() override {
     DFS_RETURN_IF_ERROR(CheckUsable());
     if (!writer_) return Status::OK();
-    return Fail(writer_->Flush().Prepend(fmt::format("flushing {}", path_)));
+    for (Status s = writer_->Flush(); !s.ok(); s = writer_->Flush()) {
+      DFS_RETURN_IF_ERROR(Fail(RecoverPipeline(s)));
+    }
+    return Status::OK();
   }
 
   Status Close() override {
@@ -115,11 +122,68 @@ class DfsOutputStream : public OutputStream {
 
   Status FinishBlock() {
     auto len = writer_->Finish();
-    if (!len.ok()) return len.status().Prepend(fmt::format("writing {}", path_));
+    while (!len.ok()) {
+      DFS_RETURN_IF_ERROR(RecoverPipeline(len.status()));
+      len = writer_->Finish();
+    }
     last_block_ = block_;
     last_block_.set_num_bytes(*len);
     writer_.reset();
     return Status::OK();
+  }
+
+  // The pipeline of the current block broke (`cause`): rebuilds it from the
+  // DataNodes that are still fine under a new generation stamp, and resends
+  // what they had not all acknowledged. The NameNode restores the full
+  // replication once the block is finished.
+  Status RecoverPipeline(Status cause) {
+    const std::string bname = BlockName(BlockId(block_.id()));
+    std::vector<proto::DatanodeId> targets = writer_->targets();
+    int bad = writer_->failed_target();
+    std::string pending;
+    auto acked = writer_->TakeUnacked(&pending);
+    writer_.reset();
+    if (!acked.ok()) return acked.status().Prepend(fmt::format("writing {}", path_));
+    while (true) {
+      if (++recoveries_ > kMaxPipelineRecoveries) {
+        return cause.Prepend(fmt::format("writing {}: giving up after {} pipeline recoveries", path_,
+                                         kMaxPipelineRecoveries));
+      }
+      if (bad < 0 || bad >= static_cast<int>(targets.size())) bad = 0;  // unknown: the first node saw it
+      const std::string lost = DataNodeName(targets[static_cast<size_t>(bad)]);
+      excluded_.push_back(targets[static_cast<size_t>(bad)].uuid());  // not for the next blocks either
+      targets.erase(targets.begin() + bad);
+      if (targets.empty()) {
+        return cause.Prepend(fmt::format("writing {}: every DataNode of the pipeline for {} failed", path_, bname));
+      }
+      Log("client")->warn("{}: {} failed while writing {} ({}); carrying on with {} DataNode(s) from byte "
+                          "{} of the block",
+                          path_, lost, bname, cause.message(), targets.size(), *acked);
+      proto::UpdateBlockForPipelineRequest req;
+      req.set_path(path_);
+      req.set_inode_id(inode_);
+      *req.mutable_block() = block_;
+      proto::UpdateBlockForPipelineResponse resp;
+      DFS_RETURN_IF_ERROR(fs_->Call(proto::UPDATE_BLOCK_FOR_PIPELINE, req, &resp));
+      BlockWriter::Recovery rec{block_.gen_stamp(), *acked};
+      int failed = -1;
+      auto w = BlockWriter::Open(resp.block(), targets, fs_->writer_options(), &failed, &rec);
+      if (!w.ok()) {
+        cause = w.status();
+        bad = failed;
+        continue;
+      }
+      writer_ = std::move(w).value();
+      block_ = resp.block();
+      Status s = writer_->Write(pending.data(), pending.size());
+      if (s.ok()) return Status::OK();
+      cause = s;
+      targets = writer_->targets();
+      bad = writer_->failed_target();
+      acked = writer_->TakeUnacked(&pending);
+      writer_.reset();
+      if (!acked.ok()) return acked.status().Prepend(fmt::format("writing {}", path_));
+    }
   }
 
   Status Complete() {
@@ -151,6 +215,8 @@ class DfsOutputStream : public OutputStream {
   uint64_t in_block_ = 0;
   uint64_t pos_ = 0;
   std::vector<std::string> excluded_;
+  static constexpr int kMaxPipelineRecoveries = 5;  // per file
+  int recoveries_ = 0;
   Status error_;
   bool closed_ = false;
 };

@@ -23,7 +23,8 @@ int IndexOfTarget(const std::vector<proto::DatanodeId>& targets, const std::stri
 
 Result<std::unique_ptr<BlockWriter>> BlockWriter::Open(const proto::Block& block,
                                                        const std::vector<proto::DatanodeId>& targets,
-                                                       const Options& options, int* failed_target) {
+                                                       const Options& options, int* failed_target,
+                                                       const Recovery* recovery) {
   int ignored;
   int& bad = failed_target ? *failed_target : ignored;
   bad = -1;
@@ -50,6 +51,11 @@ Result<std::unique_ptr<BlockWriter>> BlockWriter::Open(const proto::Block& block
   for (size_t i = 1; i < targets.size(); ++i) *req.add_targets() = targets[i];
   req.set_client_name(options.client_name);
   req.set_bytes_per_checksum(options.bytes_per_checksum);
+  if (recovery) {
+    req.set_recovery(true);
+    req.set_recover_gen_stamp(recovery->old_gen_stamp);
+    req.set_recover_length(recovery->length);
+  }
   proto::OpResponse resp;
   Status s = SendOpRequest(sock, req, options.socket_timeout);
   if (s.ok()) s = ReadOpResponse(sock, &resp, PipelineAckTimeout(options.socket_timeout, targets.size() - 1));
@@ -62,10 +68,12 @@ Result<std::unique_ptr<BlockWriter>> BlockWriter::Open(const proto::Block& block
     bad = resp.first_bad_link().empty() ? 0 : IndexOfTarget(targets, resp.first_bad_link());
     return FromProto(resp.code(), fmt::format("setting up the pipeline for {}: {}", name, resp.message()));
   }
-  return std::unique_ptr<BlockWriter>(new BlockWriter(block, targets, options, std::move(sock)));
+  return std::unique_ptr<BlockWriter>(
+      new BlockWriter(block, targets, options, std::move(sock), recovery ? recovery->length : 0));
 }
 
-BlockWriter::BlockWriter(proto::Block block, std::vector<proto::DatanodeId> targets, Options options, Socket sock)
+BlockWriter::BlockWriter(proto::Block block, std::vector<proto::DatanodeId> targets, Options options, Socket sock,
+                         uint64_t start)
     : block_(std::move(block)),
       targets_(std::move(targets)),
       options_(std::move(options)),
@@ -75,7 +83,10 @@ BlockWriter::BlockWriter(proto::Block block, std::vector<proto::DatanodeId> targ
                            options_.packet_size / options_.bytes_per_checksum * options_.bytes_per_checksum))),
       sock_(std::move(sock)),
       ring_(options_.max_packets_in_flight),
-      q_(options_.max_packets_in_flight + 1) {
+      written_(start),
+      sent_(start),
+      q_(options_.max_packets_in_flight + 1),
+      acked_(start) {
   ack_thread_ = std::thread([this] { AckLoop(); });
 }
 
@@ -127,13 +138,13 @@ Status BlockWriter::AcquireSlot() {
 }
 
 Status BlockWriter::Send(const proto::PacketHeader& h, const uint64_t* sums, size_t nsums, const char* data,
-                         uint64_t end, bool heartbeat) {
+                         uint64_t end, bool heartbeat, size_t slot) {
   std::lock_guard<std::mutex> sl(send_mu_);
   {
     std::lock_guard<std::mutex> l(mu_);
     if (!error_.ok()) return error_;
     if (heartbeat && q_count_ > 0) return Status::OK();  // traffic resumed: no heartbeat needed
-    q_[(q_head_ + q_count_) % q_.size()] = InFlight{h.seqno(), end, heartbeat};
+    q_[(q_head_ + q_count_) % q_.size()] = InFlight{h.seqno(), end, heartbeat, slot};
     ++q_count_;
   }
   cv_.notify_all();
@@ -161,7 +172,8 @@ Status BlockWriter::SendCurrent(bool last) {
   s.header.set_data_len(static_cast<uint32_t>(cur_len_));
   s.header.set_last(last);
   ComputePacketChecksums(sent_, s.data, cur_len_, bpc, s.sums.get());
-  Status st = Send(s.header, s.sums.get(), PacketChunks(sent_, cur_len_, bpc), s.data, sent_ + cur_len_, false);
+  Status st =
+      Send(s.header, s.sums.get(), PacketChunks(sent_, cur_len_, bpc), s.data, sent_ + cur_len_, false, cur_);
   if (!st.ok()) return SendFailed(st);
   sent_ += cur_len_;
   ++next_seqno_;
@@ -234,6 +246,34 @@ void BlockWriter::Abort() {
   finished_ = true;
 }
 
+Result<uint64_t> BlockWriter::TakeUnacked(std::string* unacked) {
+  Abort();  // joins the ack thread: the queue no longer changes
+  std::lock_guard<std::mutex> l(mu_);
+  unacked->clear();
+  uint64_t pos = acked_;
+  bool current_queued = false;
+  for (size_t k = 0; k < q_count_; ++k) {
+    const InFlight& f = q_[(q_head_ + k) % q_.size()];
+    if (f.heartbeat) continue;
+    const Slot& s = ring_[f.slot];
+    const uint64_t off = s.header.offset_in_block(), end = off + s.header.data_len();
+    if (cur_open_ && f.slot == cur_) current_queued = true;  // its send failed part-way
+    if (end <= pos) continue;
+    if (off > pos) break;
+    unacked->append(s.data + (pos - off), end - pos);
+    pos = end;
+  }
+  if (cur_open_ && !current_queued && pos == sent_) {
+    unacked->append(ring_[cur_].data, cur_len_);
+    pos += cur_len_;
+  }
+  if (pos != written_) {
+    return Status::Internal(fmt::format("{}: {} bytes written but only {} of them can be resent after {} acked",
+                                        BlockName(BlockId(block_.id())), written_, pos - acked_, acked_));
+  }
+  return acked_;
+}
+
 void BlockWriter::AckLoop() {
   const Millis timeout = PipelineAckTimeout(options_.socket_timeout, targets_.size());
   const Millis idle = std::max(Millis(1), options_.socket_timeout / 2);
@@ -251,7 +291,7 @@ void BlockWriter::AckLoop() {
       if (!woke) {
         l.unlock();
         // Idle pipeline: keep the DataNodes from timing out on us.
-        Status s = Send(hb, nullptr, 0, nullptr, 0, true);
+        Status s = Send(hb, nullptr, 0, nullptr, 0, true, 0);
         if (!s.ok())
           Fail(Status(s.code(), fmt::format("sending a heartbeat for {} to {}: {}", name, first, s.message())), 0);
         continue;

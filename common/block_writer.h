@@ -44,13 +44,22 @@ class BlockWriter {
     std::shared_ptr<BufferPool> packet_buffers;
   };
 
+  // Pipeline recovery: continue a replica the targets already hold under an
+  // older generation stamp (at least old_gen_stamp), from its first `length`
+  // bytes (those every node acknowledged); `block` carries the new stamp.
+  struct Recovery {
+    uint64_t old_gen_stamp = 0;
+    uint64_t length = 0;
+  };
+
   // Connects to targets[0] and sets up the pipeline through every target. On
   // failure, *failed_target (when given) is the index in targets of the node to
   // blame: the one named in the reply's first_bad_link, 0 when the first node
   // cannot be reached or refuses, -1 when unknown.
   static Result<std::unique_ptr<BlockWriter>> Open(const proto::Block& block,
                                                    const std::vector<proto::DatanodeId>& targets,
-                                                   const Options& options, int* failed_target = nullptr);
+                                                   const Options& options, int* failed_target = nullptr,
+                                                   const Recovery* recovery = nullptr);
   ~BlockWriter();  // aborts unless finished
   BlockWriter(const BlockWriter&) = delete;
   BlockWriter& operator=(const BlockWriter&) = delete;
@@ -71,6 +80,10 @@ class BlockWriter {
   uint64_t bytes_acked() const;
   // Index in targets of the first DataNode reported bad, -1 if unknown or none.
   int failed_target() const;
+  // After a failure: aborts the writer and copies out the bytes written but not
+  // acknowledged by every target, in order, so a new pipeline can resend them.
+  // Returns bytes_acked(), where *unacked starts.
+  Result<uint64_t> TakeUnacked(std::string* unacked);
   const std::vector<proto::DatanodeId>& targets() const { return targets_; }
 
  private:
@@ -85,9 +98,11 @@ class BlockWriter {
     int64_t seqno;
     uint64_t end;  // block offset after this packet (bytes acked once it is)
     bool heartbeat;
+    size_t slot;   // ring slot holding the data (not for heartbeats)
   };
 
-  BlockWriter(proto::Block block, std::vector<proto::DatanodeId> targets, Options options, Socket sock);
+  BlockWriter(proto::Block block, std::vector<proto::DatanodeId> targets, Options options, Socket sock,
+              uint64_t start);
   // Sends the current slot (possibly empty, with `last`) and advances.
   Status SendCurrent(bool last);
   // Waits for a free slot; fails with the pipeline's error.
@@ -97,7 +112,7 @@ class BlockWriter {
   void Fail(Status s, int target);
   // Queues the packet as in flight and sends it, atomically with respect to the heartbeat.
   Status Send(const proto::PacketHeader& h, const uint64_t* sums, size_t nsums, const char* data, uint64_t end,
-              bool heartbeat);
+              bool heartbeat, size_t slot);
   // After a failed send: the ack thread usually learns why (an error ack names the bad node).
   Status SendFailed(const Status& s);
 

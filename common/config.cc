@@ -26,8 +26,10 @@ const std::vector<ConfigKey> kKeys = {
      "Where the NameNode keeps its namespace (a RocksDB database)."},
     {"dfs.namenode.handler.count", "32", ConfigType::kInt, "",
      "NameNode RPC handler threads. Calls waiting for a group commit hold one each."},
-    {"dfs.namenode.replication.min", "1", ConfigType::kInt, "",
-     "Replicas a block needs before the file can be closed (capped at the file's replication)."},
+    {"dfs.namenode.replication.min", "2", ConfigType::kInt, "",
+     "Replicas a block needs on DataNodes before a close is acknowledged (capped at the file's\n"
+     "replication), so one dead disk cannot lose a closed file. Hadoop closes at 1.\n"
+     "The older name dfs.replication.min is accepted too."},
     {"dfs.replication", "3", ConfigType::kInt, "", "Default number of replicas of each block."},
     {"dfs.replication.max", "512", ConfigType::kInt, "", "Largest replication a file may ask for."},
     {"dfs.blocksize", "128m", ConfigType::kSize, "", "Default block size of new files."},
@@ -62,6 +64,10 @@ const std::vector<ConfigKey> kKeys = {
      "Extra time safe mode lasts after the threshold is reached."},
     {"dfs.namenode.lease.soft-limit", "60s", ConfigType::kDuration, "s",
      "A writer that has not renewed its lease for this long may be pre-empted by another writer."},
+    {"dfs.namenode.lease.hard-limit", "5m", ConfigType::kDuration, "s",
+     "A writer that has not renewed its lease for this long is presumed dead: the NameNode recovers\n"
+     "its file to the longest length all surviving replicas agree on, and closes it. Hadoop waits 20m;\n"
+     "a lab wants the files of a killed job back sooner."},
     {"dfs.namenode.fs-limits.max-component-length", "255", ConfigType::kInt, "",
      "Longest allowed path component, in bytes."},
     {"dfs.namenode.fs-limits.max-directory-items", "1048576", ConfigType::kInt, "",
@@ -80,8 +86,32 @@ const std::vector<ConfigKey> kKeys = {
      "Concurrent block reads and writes one DataNode serves."},
     {"dfs.datanode.sync-on-close", "true", ConfigType::kBool, "",
      "fsync a replica before acknowledging its last packet (durable against power loss)."},
+    {"dfs.datanode.capacity", "0", ConfigType::kSize, "",
+     "Most bytes of replicas each data directory may hold; 0 = as much as its file system has.\n"
+     "Caps what a lab machine gives the cluster. A DataNode without room for a block gets no new ones."},
+    {"dfs.datanode.failed.volumes.tolerated", "-1", ConfigType::kInt, "",
+     "Data directories that may fail (I/O errors) before the DataNode stops; -1 = keep going while one works.\n"
+     "Hadoop's default is 0 (stop at the first failure); a lab machine is more useful serving its other disks,\n"
+     "and the failed directory's replicas are re-replicated either way."},
+    {"dfs.datanode.scan.period", "1d", ConfigType::kDuration, "h",
+     "The block scanner re-verifies every replica's checksums once per period, spread over it; 0 turns it off.\n"
+     "(Hadoop: dfs.datanode.scan.period.hours, default three weeks.)"},
+    {"dfs.block.scanner.volume.bytes.per.second", "1m", ConfigType::kSize, "",
+     "Most bytes per second the block scanner reads, so it never competes with clients for the disk."},
     {"dfs.log.level", "info", ConfigType::kString, "", "trace, debug, info, warn or error."},
 };
+
+// Older names Hadoop still accepts, and the key each now means.
+const std::vector<std::pair<std::string, std::string>> kAliases = {
+    {"dfs.replication.min", "dfs.namenode.replication.min"},
+};
+
+const std::string& Canonical(const std::string& name) {
+  for (const auto& [alias, key] : kAliases) {
+    if (name == alias) return key;
+  }
+  return name;
+}
 
 const ConfigKey* FindKey(const std::string& name) {
   for (const auto& k : kKeys) {
@@ -206,7 +236,8 @@ Result<Config> Config::Load(const std::string& conf_file,
   return c;
 }
 
-Status Config::Set(const std::string& key, const std::string& value) {
+Status Config::Set(const std::string& given_key, const std::string& value) {
+  const std::string& key = Canonical(given_key);
   const ConfigKey* k = FindKey(key);
   if (!k) {
     return Status::InvalidArgument(

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -26,11 +27,48 @@ namespace {
 
 constexpr uint64_t kTieBytes = 1u << 20;  // volumes this close in free space count as tied
 
-Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
+// What an errno from a replica's file means for its volume.
+enum class IoFault {
+  kNone,    // not about the disk (no errno, out of descriptors or memory): nothing to do
+  kFull,    // no space: this write fails, the volume stays
+  kDisk,    // the device itself failed: the volume goes
+  kSuspect  // unexpected (a file or dir vanished, permissions changed): the volume goes if it fails its check
+};
+
+IoFault ClassifyErrno(int err) {
+  switch (err) {
+    case 0:
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case EAGAIN:
+    case EINTR:
+      return IoFault::kNone;
+    case ENOSPC:
+    case EDQUOT:
+      return IoFault::kFull;
+    case EIO:
+    case EROFS:  // the kernel remounts a file system read-only after errors
+    case ENODEV:
+    case ENXIO:
+    case ENOMEDIUM:
+    case EUCLEAN:  // "structure needs cleaning": a corrupt file system
+    case ESTALE:
+    case ENOTCONN:
+      return IoFault::kDisk;
+    default:
+      return IoFault::kSuspect;
+  }
+}
+
+// The I/O helpers store the failing call's errno in *err when given one (the
+// store's reaction depends on it: a full disk is not a broken one).
+Status WriteAll(int fd, const char* p, size_t n, const std::string& path, int* err = nullptr) {
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (err) *err = errno;
       return Status::FromErrno("write " + path, errno);
     }
     p += w;
@@ -39,12 +77,13 @@ Status WriteAll(int fd, const char* p, size_t n, const std::string& path) {
   return Status::OK();
 }
 
-Status PWriteAll(int fd, const void* buf, size_t n, uint64_t off, const std::string& path) {
+Status PWriteAll(int fd, const void* buf, size_t n, uint64_t off, const std::string& path, int* err = nullptr) {
   auto p = static_cast<const char*>(buf);
   while (n > 0) {
     ssize_t w = ::pwrite(fd, p, n, static_cast<off_t>(off));
     if (w < 0) {
       if (errno == EINTR) continue;
+      if (err) *err = errno;
       return Status::FromErrno("write " + path, errno);
     }
     p += w;
@@ -54,12 +93,13 @@ Status PWriteAll(int fd, const void* buf, size_t n, uint64_t off, const std::str
   return Status::OK();
 }
 
-Status PReadAll(int fd, void* buf, size_t n, uint64_t off, const std::string& path) {
+Status PReadAll(int fd, void* buf, size_t n, uint64_t off, const std::string& path, int* err = nullptr) {
   auto p = static_cast<char*>(buf);
   while (n > 0) {
     ssize_t r = ::pread(fd, p, n, static_cast<off_t>(off));
     if (r < 0) {
       if (errno == EINTR) continue;
+      if (err) *err = errno;
       return Status::FromErrno("read " + path, errno);
     }
     if (r == 0) return Status::Corruption(fmt::format("{} is shorter than expected", path));
@@ -144,7 +184,24 @@ ReplicaWriter::ReplicaWriter(BlockStore* store, size_t volume, proto::Block bloc
       data_fd_(data_fd),
       meta_fd_(meta_fd) {}
 
-ReplicaWriter::~ReplicaWriter() { Abort(); }
+ReplicaWriter::~ReplicaWriter() {
+  Abort();
+  ReleaseSpace();  // after Suspend, the bytes left under tmp/ no longer count as being written
+}
+
+void ReplicaWriter::ReleaseSpace() {
+  BlockStore::Volume& vol = *store_->volumes_[volume_];
+  vol.in_flight -= in_flight_;
+  vol.reserved -= reserved_;
+  in_flight_ = reserved_ = 0;
+}
+
+Status ReplicaWriter::Failed(Status s, int err) {
+  s = store_->OnIoError(volume_, s, err);
+  // Nothing half-written stays behind on a full or failed volume.
+  if (s.code() == StatusCode::kNoSpace || store_->volumes_[volume_]->failed) Abort();
+  return s;
+}
 
 void ReplicaWriter::CloseFds() {
   if (data_fd_ >= 0) ::close(data_fd_);
@@ -155,21 +212,42 @@ void ReplicaWriter::CloseFds() {
 Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksums) {
   if (done_) return Status::Internal("append to a replica that is already finalized or aborted");
   if (n == 0) return Status::OK();
+  BlockStore::Volume& vol = *store_->volumes_[volume_];
+  if (int fault = vol.fault.load(std::memory_order_relaxed)) {
+    return Failed(Status::FromErrno("write " + tmp_data_ + " (injected fault)", fault), fault);
+  }
+  const uint64_t grow = n + MetaFileSize(length_ + n, bpc_) - MetaFileSize(length_, bpc_);
+  if (const uint64_t cap = store_->options_.capacity; cap > 0) {
+    const uint64_t have = vol.used.load() + vol.in_flight.load();
+    if (have + grow > cap) {
+      return Failed(Status::NoSpace(fmt::format("data dir {} is full: it holds {} bytes and the capacity limit "
+                                                "dfs.datanode.capacity = {} leaves no room for {} more",
+                                                vol.dir, have, cap, grow)),
+                    0);
+    }
+  }
   const uint64_t first_chunk = length_ / bpc_;
   const size_t nsums = PacketChunks(length_, n, bpc_);
-  DFS_RETURN_IF_ERROR(WriteAll(data_fd_, data, n, tmp_data_));
+  int err = 0;
+  Status s = WriteAll(data_fd_, data, n, tmp_data_, &err);
   const uint64_t sums_off = kMetaHeaderBytes + first_chunk * 8;
-  if (tail_len_ > 0) {
+  if (s.ok() && tail_len_ > 0) {
     // The previous append ended inside a chunk: the stored sum covers only its
     // first part, so hash the whole chunk again.
     size_t piece = std::min<size_t>(n, bpc_ - tail_len_);
     std::memcpy(tail_.get() + tail_len_, data, piece);
     uint64_t combined = ChunkChecksum(tail_.get(), tail_len_ + piece);
-    DFS_RETURN_IF_ERROR(PWriteAll(meta_fd_, &combined, 8, sums_off, tmp_meta_));
-    if (nsums > 1) DFS_RETURN_IF_ERROR(PWriteAll(meta_fd_, checksums + 1, (nsums - 1) * 8, sums_off + 8, tmp_meta_));
-  } else {
-    DFS_RETURN_IF_ERROR(PWriteAll(meta_fd_, checksums, nsums * 8, sums_off, tmp_meta_));
+    s = PWriteAll(meta_fd_, &combined, 8, sums_off, tmp_meta_, &err);
+    if (s.ok() && nsums > 1) s = PWriteAll(meta_fd_, checksums + 1, (nsums - 1) * 8, sums_off + 8, tmp_meta_, &err);
+  } else if (s.ok()) {
+    s = PWriteAll(meta_fd_, checksums, nsums * 8, sums_off, tmp_meta_, &err);
   }
+  if (!s.ok()) return Failed(s, err);
+  in_flight_ += grow;
+  vol.in_flight += grow;
+  const uint64_t used_up = std::min(reserved_, grow);
+  reserved_ -= used_up;
+  vol.reserved -= used_up;
   const size_t old_tail = tail_len_;
   length_ += n;
   const size_t rem = static_cast<size_t>(length_ % bpc_);
@@ -188,26 +266,33 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
 Result<proto::Block> ReplicaWriter::Finalize() {
   if (done_) return Status::Internal("finalize of a replica that is already finalized or aborted");
   if (store_->options_.sync_on_close) {
-    if (::fdatasync(data_fd_) != 0) {
-      Status s = Status::FromErrno("fsync " + tmp_data_, errno);
-      Abort();
-      return s;
-    }
-    if (::fdatasync(meta_fd_) != 0) {
-      Status s = Status::FromErrno("fsync " + tmp_meta_, errno);
-      Abort();
-      return s;
+    for (auto [fd, path] : {std::pair{data_fd_, &tmp_data_}, std::pair{meta_fd_, &tmp_meta_}}) {
+      if (::fdatasync(fd) != 0) {
+        const int err = errno;
+        Status s = Failed(Status::FromErrno("fsync " + *path, err), err);
+        Abort();
+        return s;
+      }
     }
   }
   CloseFds();
   block_.set_num_bytes(length_);
-  auto r = store_->Publish(this);
+  int err = 0;
+  auto r = store_->Publish(this, &err);
   if (!r.ok()) {
+    Status s = err ? Failed(r.status(), err) : r.status();
     Abort();
-    return r.status();
+    return s;
   }
   done_ = true;
   return r;
+}
+
+void ReplicaWriter::Suspend() {
+  if (done_) return;
+  done_ = true;
+  CloseFds();
+  store_->KeepRecoverable(this);
 }
 
 void ReplicaWriter::Abort() {
@@ -216,6 +301,7 @@ void ReplicaWriter::Abort() {
   CloseFds();
   ::unlink(tmp_data_.c_str());
   ::unlink(tmp_meta_.c_str());
+  ReleaseSpace();
   store_->ForgetTemporary(block_.id(), block_.gen_stamp());
 }
 
@@ -228,11 +314,17 @@ ReplicaReader::~ReplicaReader() {
 }
 
 Status ReplicaReader::ReadChecksums(uint64_t first_chunk, size_t count, uint64_t* out) const {
-  return PReadAll(meta_fd_, out, count * 8, kMetaHeaderBytes + first_chunk * 8, path_ + ".meta");
+  int err = store_->volumes_[volume_]->fault.load(std::memory_order_relaxed);
+  Status s = err ? Status::FromErrno("read " + path_ + ".meta (injected fault)", err)
+                 : PReadAll(meta_fd_, out, count * 8, kMetaHeaderBytes + first_chunk * 8, path_ + ".meta", &err);
+  return s.ok() ? s : store_->OnIoError(volume_, s, err);
 }
 
 Status ReplicaReader::ReadData(uint64_t offset, size_t n, char* out) const {
-  return PReadAll(data_fd_, out, n, offset, path_);
+  int err = store_->volumes_[volume_]->fault.load(std::memory_order_relaxed);
+  Status s = err ? Status::FromErrno("read " + path_ + " (injected fault)", err)
+                 : PReadAll(data_fd_, out, n, offset, path_, &err);
+  return s.ok() ? s : store_->OnIoError(volume_, s, err);
 }
 
 // ---------------------------------------------------------------------------
@@ -282,7 +374,7 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
     return Status::IOError("no usable data dir: " + all);
   }
   log->info("block store opened: {} volume(s), {} failed, {} replicas, {} bytes used", store->volumes_.size(),
-            store->failed_volumes_, store->replicas_.size(), store->dfs_used());
+            store->failed_volumes(), store->replicas_.size(), store->dfs_used());
   return store;
 }
 
@@ -381,24 +473,50 @@ Status BlockStore::ScanVolume(size_t v) {
   return Status::OK();
 }
 
+namespace {
+uint64_t SubSat(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+}  // namespace
+
 uint64_t BlockStore::VolumeRemaining(size_t v) const {
+  const Volume& vol = *volumes_[v];
+  if (vol.failed) return 0;
   struct statvfs sv {};
-  if (::statvfs(volumes_[v]->dir.c_str(), &sv) != 0) return 0;
-  uint64_t avail = static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize;
-  return avail > options_.reserved_bytes ? avail - options_.reserved_bytes : 0;
+  if (::statvfs(vol.dir.c_str(), &sv) != 0) return 0;
+  if (sv.f_files > 0 && sv.f_favail == 0) return 0;  // out of inodes: no replica file can be created
+  uint64_t room = SubSat(SubSat(static_cast<uint64_t>(sv.f_bavail) * sv.f_frsize, options_.reserved_bytes),
+                         vol.reserved.load());
+  if (options_.capacity > 0) {
+    room = std::min(room, SubSat(options_.capacity, vol.used.load() + vol.in_flight.load() + vol.reserved.load()));
+  }
+  return room;
 }
 
 Result<size_t> BlockStore::ChooseVolume() {
-  std::vector<uint64_t> rem(volumes_.size());
+  std::vector<uint64_t> rem(volumes_.size(), 0);
   uint64_t best = 0;
-  for (size_t v = 0; v < volumes_.size(); ++v) best = std::max(best, rem[v] = VolumeRemaining(v));
-  if (best == 0) {
-    return Status::NoSpace(fmt::format("no data dir has free space (reserved {} bytes per dir): {}",
-                                       options_.reserved_bytes, fmt::join(volume_dirs_, ", ")));
+  size_t in_service = 0;
+  for (size_t v = 0; v < volumes_.size(); ++v) {
+    if (volumes_[v]->failed) continue;
+    ++in_service;
+    best = std::max(best, rem[v] = VolumeRemaining(v));
   }
+  if (in_service == 0) {
+    return Status::IOError(fmt::format("every data dir of this DataNode has failed ({} failed volumes)",
+                                       failed_volumes()));
+  }
+  if (best == 0) {
+    return Status::NoSpace(fmt::format(
+        "no data dir has room for a new replica: {} (dfs.datanode.du.reserved = {} bytes{}); delete files, raise "
+        "the limit or add a data dir",
+        fmt::join(volume_dirs_, ", "), options_.reserved_bytes,
+        options_.capacity ? fmt::format(", dfs.datanode.capacity = {} bytes", options_.capacity) : ""));
+  }
+  // Volumes with room for a whole block go first; one with less takes a
+  // replica only when no volume has a block of room (the replica may be short).
+  const uint64_t floor = best >= options_.block_size ? std::max<uint64_t>(options_.block_size, 1) : 1;
   std::vector<size_t> ties;
   for (size_t v = 0; v < volumes_.size(); ++v) {
-    if (rem[v] + kTieBytes >= best) ties.push_back(v);
+    if (rem[v] >= floor && rem[v] + kTieBytes >= best) ties.push_back(v);
   }
   return ties[next_volume_++ % ties.size()];
 }
@@ -408,47 +526,57 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
   const uint64_t id = block.id(), gs = block.gen_stamp();
   const std::string name = BlockName(BlockId(id));
   if (bytes_per_checksum == 0) return Status::InvalidArgument("bytes_per_checksum must be positive");
-  size_t v;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = replicas_.find(id);
-    if (it != replicas_.end() && it->second.gen_stamp == gs) {
-      return Status::AlreadyExists(fmt::format("{} with generation stamp {} is already stored here", name, gs));
+  // A volume that turns out to be broken is taken out and the next one tried.
+  for (size_t attempt = 0;; ++attempt) {
+    size_t v;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = replicas_.find(id);
+      if (it != replicas_.end() && it->second.gen_stamp == gs) {
+        return Status::AlreadyExists(fmt::format("{} with generation stamp {} is already stored here", name, gs));
+      }
+      if (it != replicas_.end() && it->second.gen_stamp > gs) {
+        return Status::Stale(fmt::format("{} is stored with generation stamp {}, newer than the {} being written",
+                                         name, it->second.gen_stamp, gs));
+      }
+      if (writing_.count({id, gs})) {
+        return Status::AlreadyExists(
+            fmt::format("{} with generation stamp {} is already being written here", name, gs));
+      }
+      DFS_ASSIGN_OR_RETURN(v, ChooseVolume());
+      writing_.insert({id, gs});
     }
-    if (it != replicas_.end() && it->second.gen_stamp > gs) {
-      return Status::Stale(fmt::format("{} is stored with generation stamp {}, newer than the {} being written", name,
-                                       it->second.gen_stamp, gs));
+    const std::string base = fmt::format("{}/tmp/{}", volumes_[v]->dir, ReplicaFileName(id, gs));
+    const std::string meta = base + ".meta";
+    int dfd = ::open(base.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int mfd = dfd < 0 ? -1 : ::open(meta.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (dfd < 0 || mfd < 0) {
+      const int err = errno;
+      Status s = Status::FromErrno("create " + (dfd < 0 ? base : meta), err);
+      if (dfd >= 0) {
+        ::close(dfd);
+        ::unlink(base.c_str());
+      }
+      ForgetTemporary(id, gs);
+      s = OnIoError(v, s, err);
+      if (volumes_[v]->failed && attempt < volumes_.size()) continue;
+      return s;
     }
-    if (writing_.count({id, gs})) {
-      return Status::AlreadyExists(fmt::format("{} with generation stamp {} is already being written here", name, gs));
-    }
-    DFS_ASSIGN_OR_RETURN(v, ChooseVolume());
-    writing_.insert({id, gs});
+    proto::Block b;
+    b.set_id(id);
+    b.set_gen_stamp(gs);
+    std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, v, b, bytes_per_checksum, base, meta, dfd, mfd));
+    w->reserved_ = options_.block_size;
+    volumes_[v]->reserved += w->reserved_;
+    w->in_flight_ = kMetaHeaderBytes;
+    volumes_[v]->in_flight += kMetaHeaderBytes;
+    char hdr[kMetaHeaderBytes];
+    EncodeMetaHeader(bytes_per_checksum, hdr);
+    int err = 0;
+    Status s = PWriteAll(mfd, hdr, sizeof hdr, 0, meta, &err);
+    if (!s.ok()) return w->Failed(s, err);  // ~ReplicaWriter removes the files
+    return w;
   }
-  const std::string base = fmt::format("{}/tmp/{}", volumes_[v]->dir, ReplicaFileName(id, gs));
-  const std::string meta = base + ".meta";
-  int dfd = ::open(base.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (dfd < 0) {
-    Status s = Status::FromErrno("create " + base, errno);
-    ForgetTemporary(id, gs);
-    return s;
-  }
-  int mfd = ::open(meta.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (mfd < 0) {
-    Status s = Status::FromErrno("create " + meta, errno);
-    ::close(dfd);
-    ::unlink(base.c_str());
-    ForgetTemporary(id, gs);
-    return s;
-  }
-  proto::Block b;
-  b.set_id(id);
-  b.set_gen_stamp(gs);
-  std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, v, b, bytes_per_checksum, base, meta, dfd, mfd));
-  char hdr[kMetaHeaderBytes];
-  EncodeMetaHeader(bytes_per_checksum, hdr);
-  DFS_RETURN_IF_ERROR(PWriteAll(mfd, hdr, sizeof hdr, 0, meta));  // ~ReplicaWriter cleans up on error
-  return w;
 }
 
 void BlockStore::ForgetTemporary(uint64_t id, uint64_t gs) {
@@ -456,7 +584,7 @@ void BlockStore::ForgetTemporary(uint64_t id, uint64_t gs) {
   writing_.erase({id, gs});
 }
 
-Result<proto::Block> BlockStore::Publish(ReplicaWriter* w) {
+Result<proto::Block> BlockStore::Publish(ReplicaWriter* w, int* err) {
   const uint64_t id = w->block_.id(), gs = w->block_.gen_stamp();
   const std::string name = BlockName(BlockId(id));
   const std::string final_path = FinalPath(w->volume_, id, gs);
@@ -474,11 +602,16 @@ Result<proto::Block> BlockStore::Publish(ReplicaWriter* w) {
       return Status::Stale(fmt::format("{} was stored with generation stamp {} while {} was being written", name,
                                        it->second.gen_stamp, gs));
     }
+    if (volumes_[w->volume_]->failed) {
+      return Status::IOError(fmt::format("{} cannot be stored: data dir {} has failed", name, volumes_[w->volume_]->dir));
+    }
     if (::rename(w->tmp_meta_.c_str(), (final_path + ".meta").c_str()) != 0) {
-      return Status::FromErrno(fmt::format("publish {}: rename {}", name, w->tmp_meta_), errno);
+      *err = errno;
+      return Status::FromErrno(fmt::format("publish {}: rename {}", name, w->tmp_meta_), *err);
     }
     if (::rename(w->tmp_data_.c_str(), final_path.c_str()) != 0) {
-      Status s = Status::FromErrno(fmt::format("publish {}: rename {}", name, w->tmp_data_), errno);
+      *err = errno;
+      Status s = Status::FromErrno(fmt::format("publish {}: rename {}", name, w->tmp_data_), *err);
       ::unlink((final_path + ".meta").c_str());
       return s;
     }
@@ -490,7 +623,9 @@ Result<proto::Block> BlockStore::Publish(ReplicaWriter* w) {
     }
     replicas_[id] = Replica{gs, w->length_, w->volume_, w->bpc_};
     writing_.erase({id, gs});
+    DropRecoverableLocked(id, gs + 1);
     volumes_[w->volume_]->used += w->length_ + MetaFileSize(w->length_, w->bpc_);
+    w->ReleaseSpace();  // now counted in used
     if (!old_path.empty()) volumes_[old_volume]->used -= old_bytes + MetaFileSize(old_bytes, old_bpc);
   }
   if (!old_path.empty()) {
@@ -521,23 +656,27 @@ Result<std::unique_ptr<ReplicaReader>> BlockStore::OpenForRead(const proto::Bloc
   const std::string path = FinalPath(r.volume, id, r.gen_stamp);
   int dfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (dfd < 0) {
-    // Deleted between the lookup and the open.
-    if (errno == ENOENT) return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
-    return Status::FromErrno("open " + path, errno);
+    const int err = errno;
+    // ENOENT: deleted between the lookup and the open, unless the volume is gone.
+    return OnIoError(r.volume,
+                     err == ENOENT ? Status::NotFound(fmt::format("{} is not stored on this DataNode", name))
+                                   : Status::FromErrno("open " + path, err),
+                     err);
   }
   int mfd = ::open((path + ".meta").c_str(), O_RDONLY | O_CLOEXEC);
   if (mfd < 0) {
-    Status s = Status::FromErrno("open " + path + ".meta", errno);
+    const int err = errno;
     ::close(dfd);
-    return s;
+    return OnIoError(r.volume, Status::FromErrno("open " + path + ".meta", err), err);
   }
   proto::Block b;
   b.set_id(id);
   b.set_gen_stamp(r.gen_stamp);
   b.set_num_bytes(r.num_bytes);
-  std::unique_ptr<ReplicaReader> reader(new ReplicaReader(b, 0, dfd, mfd, path));
+  std::unique_ptr<ReplicaReader> reader(new ReplicaReader(this, r.volume, b, 0, dfd, mfd, path));
   char hdr[kMetaHeaderBytes];
-  DFS_RETURN_IF_ERROR(PReadAll(mfd, hdr, sizeof hdr, 0, path + ".meta"));
+  int err = 0;
+  if (Status s = PReadAll(mfd, hdr, sizeof hdr, 0, path + ".meta", &err); !s.ok()) return OnIoError(r.volume, s, err);
   DFS_ASSIGN_OR_RETURN(reader->bpc_, DecodeMetaHeader(hdr, path + ".meta"));
   struct stat st {};
   if (::fstat(dfd, &st) != 0) return Status::FromErrno("stat " + path, errno);
@@ -552,11 +691,13 @@ Status BlockStore::Delete(const proto::Block& block) {
   const uint64_t id = block.id();
   const std::string name = BlockName(BlockId(id));
   std::string path;
+  size_t volume;
   {
     std::lock_guard<std::mutex> l(mu_);
     auto it = replicas_.find(id);
     if (it == replicas_.end()) return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
     const Replica r = it->second;
+    volume = r.volume;
     if (r.gen_stamp > block.gen_stamp()) {
       return Status::Stale(fmt::format("not deleting {}: the stored generation stamp {} is newer than {}", name,
                                        r.gen_stamp, block.gen_stamp()));
@@ -566,9 +707,11 @@ Status BlockStore::Delete(const proto::Block& block) {
     replicas_.erase(it);
   }
   // Data first: a crash in between leaves a lone meta file, which Open() removes.
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) return Status::FromErrno("delete " + path, errno);
-  if (::unlink((path + ".meta").c_str()) != 0 && errno != ENOENT) {
-    return Status::FromErrno("delete " + path + ".meta", errno);
+  for (const std::string& p : {path, path + ".meta"}) {
+    if (::unlink(p.c_str()) != 0 && errno != ENOENT) {
+      const int err = errno;
+      return OnIoError(volume, Status::FromErrno("delete " + p, err), err);
+    }
   }
   return Status::OK();
 }
@@ -606,9 +749,9 @@ uint64_t BlockStore::capacity() const {
   uint64_t total = 0;
   for (const auto& vol : volumes_) {
     struct statvfs sv {};
-    if (::statvfs(vol->dir.c_str(), &sv) != 0) continue;
-    uint64_t size = static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize;
-    total += size > options_.reserved_bytes ? size - options_.reserved_bytes : 0;
+    if (vol->failed || ::statvfs(vol->dir.c_str(), &sv) != 0) continue;
+    uint64_t size = SubSat(static_cast<uint64_t>(sv.f_blocks) * sv.f_frsize, options_.reserved_bytes);
+    total += options_.capacity > 0 ? std::min(size, options_.capacity) : size;
   }
   return total;
 }
@@ -620,11 +763,296 @@ uint64_t BlockStore::dfs_used() const {
 }
 
 uint64_t BlockStore::remaining() const {
+  const uint64_t block = std::max<uint64_t>(options_.block_size, 1);
   uint64_t total = 0;
-  for (size_t v = 0; v < volumes_.size(); ++v) total += VolumeRemaining(v);
+  for (size_t v = 0; v < volumes_.size(); ++v) {
+    const uint64_t room = VolumeRemaining(v);
+    if (room >= block) total += room;
+  }
   return total;
 }
 
-const std::vector<std::string>& BlockStore::volumes() const { return volume_dirs_; }
+std::vector<std::string> BlockStore::volumes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return volume_dirs_;
+}
+
+// ---------------------------------------------------------------------------
+// Failing volumes
+
+Status BlockStore::OnIoError(size_t v, const Status& s, int err) {
+  Volume& vol = *volumes_[v];
+  if (vol.failed) return s;
+  switch (ClassifyErrno(err)) {
+    case IoFault::kNone:
+    case IoFault::kFull:
+      return s;
+    case IoFault::kDisk:
+      FailVolume(v, s);
+      break;
+    case IoFault::kSuspect: {
+      Status check = CheckVolume(v);
+      if (check.ok()) return s;  // about this one file only
+      FailVolume(v, Status(s.code(), fmt::format("{}; then the volume check failed: {}", s.message(), check.message())));
+      break;
+    }
+  }
+  return Status(s.code(), fmt::format("{}; data dir {} is out of service", s.message(), vol.dir));
+}
+
+Status BlockStore::CheckVolume(size_t v) const {
+  const std::string& dir = volumes_[v]->dir;
+  for (const char* sub : {"current", "tmp"}) {
+    const std::string p = dir + "/" + sub;
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return Status::FromErrno("stat " + p, errno);
+    if (!S_ISDIR(st.st_mode)) return Status::IOError(p + " is not a directory");
+  }
+  // Listing current/ reads the disk: a dead one fails here.
+  const std::string current = dir + "/current";
+  DIR* d = ::opendir(current.c_str());
+  if (!d) return Status::FromErrno("list " + current, errno);
+  errno = 0;
+  while (::readdir(d) != nullptr) {
+  }
+  const int list_err = errno;
+  ::closedir(d);
+  if (list_err) return Status::FromErrno("list " + current, list_err);
+  // A small file written, synced, read back and removed. A full disk is not a broken one.
+  static std::atomic<uint64_t> seq{0};
+  const std::string probe = fmt::format("{}/tmp/.volume-check-{}-{}", dir, ::getpid(), seq++);
+  int err = 0;
+  Status s;
+  int fd = ::open(probe.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    err = errno;
+    s = Status::FromErrno("create " + probe, err);
+  } else {
+    const char out[16] = {'d', 'f', 's', ' ', 'v', 'o', 'l', 'u', 'm', 'e', ' ', 'c', 'h', 'e', 'c', 'k'};
+    char in[sizeof out];
+    s = PWriteAll(fd, out, sizeof out, 0, probe, &err);
+    if (s.ok() && ::fdatasync(fd) != 0) {
+      err = errno;
+      s = Status::FromErrno("fsync " + probe, err);
+    }
+    if (s.ok()) s = PReadAll(fd, in, sizeof in, 0, probe, &err);
+    if (s.ok() && std::memcmp(in, out, sizeof out) != 0) s = Status::IOError(probe + " reads back other bytes than written");
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
+  if (!s.ok() && err != 0 && (ClassifyErrno(err) == IoFault::kFull || ClassifyErrno(err) == IoFault::kNone)) {
+    return Status::OK();
+  }
+  return s;
+}
+
+void BlockStore::FailVolume(size_t v, const Status& why) {
+  Volume& vol = *volumes_[v];
+  size_t dropped = 0, left = 0;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    if (vol.failed.exchange(true)) return;
+    ++failed_volumes_;
+    for (auto it = replicas_.begin(); it != replicas_.end();) {
+      if (it->second.volume == v) {
+        it = replicas_.erase(it);
+        ++dropped;
+      } else {
+        ++it;
+      }
+    }
+    std::erase_if(recoverable_, [v](const auto& e) { return e.second.volume == v; });
+    vol.used = 0;
+    std::erase(volume_dirs_, vol.dir);
+    left = volume_dirs_.size();
+  }
+  Log("dn")->error(
+      "data dir {} failed and is out of service: {}. Its {} replicas are dropped (the NameNode re-replicates them "
+      "from other DataNodes); {} data dir(s) left. Replace the disk and restart the DataNode to use it again",
+      vol.dir, why.message(), dropped, left);
+  if (options_.on_volume_failure) options_.on_volume_failure(vol.dir, why);
+}
+
+size_t BlockStore::CheckVolumes() {
+  size_t failed = 0;
+  for (size_t v = 0; v < volumes_.size(); ++v) {
+    if (volumes_[v]->failed) continue;
+    Status check = CheckVolume(v);
+    if (!check.ok()) {
+      FailVolume(v, check.Prepend("volume check"));
+      ++failed;
+    }
+  }
+  return failed;
+}
+
+void BlockStore::InjectFault(const std::string& dir, int err) {
+  for (auto& vol : volumes_) {
+    if (vol->dir == dir) vol->fault = err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Recovery of replicas whose write did not finish
+
+std::string BlockStore::TmpPath(size_t volume, uint64_t id, uint64_t gs) const {
+  return fmt::format("{}/tmp/{}", volumes_[volume]->dir, ReplicaFileName(id, gs));
+}
+
+void BlockStore::KeepRecoverable(ReplicaWriter* w) {
+  const uint64_t id = w->block_.id(), gs = w->block_.gen_stamp();
+  std::lock_guard<std::mutex> l(mu_);
+  writing_.erase({id, gs});
+  auto fin = replicas_.find(id);
+  if ((fin != replicas_.end() && fin->second.gen_stamp >= gs) ||
+      (recoverable_.count(id) && recoverable_[id].gen_stamp > gs)) {
+    ::unlink(w->tmp_data_.c_str());  // something newer exists: this one is of no use
+    ::unlink(w->tmp_meta_.c_str());
+    return;
+  }
+  DropRecoverableLocked(id, gs);
+  recoverable_[id] = Recoverable{gs, w->length_, w->volume_, w->bpc_, std::chrono::steady_clock::now()};
+  Log("dn")->info("kept the unfinished {} ({} bytes, generation stamp {}) for recovery",
+                  BlockName(BlockId(id)), w->length_, gs);
+}
+
+void BlockStore::DropRecoverableLocked(uint64_t id, uint64_t below_gs) {
+  auto it = recoverable_.find(id);
+  if (it == recoverable_.end() || it->second.gen_stamp >= below_gs) return;
+  const std::string path = TmpPath(it->second.volume, id, it->second.gen_stamp);
+  ::unlink(path.c_str());
+  ::unlink((path + ".meta").c_str());
+  recoverable_.erase(it);
+}
+
+BlockStore::ReplicaInfo BlockStore::Inspect(BlockId id) const {
+  std::lock_guard<std::mutex> l(mu_);
+  ReplicaInfo info;
+  auto w = writing_.lower_bound({id.value(), 0});
+  info.writing = w != writing_.end() && w->first == id.value();
+  if (auto it = replicas_.find(id.value()); it != replicas_.end()) {
+    info.state = proto::REPLICA_FINALIZED;
+    info.gen_stamp = it->second.gen_stamp;
+    info.num_bytes = it->second.num_bytes;
+  } else if (auto rt = recoverable_.find(id.value()); rt != recoverable_.end()) {
+    info.state = proto::REPLICA_TEMPORARY;
+    info.gen_stamp = rt->second.gen_stamp;
+    info.num_bytes = rt->second.num_bytes;
+  }
+  return info;
+}
+
+Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uint64_t min_gs, uint64_t new_gs,
+                                                           uint64_t length) {
+  const uint64_t id = block_id.value();
+  const std::string name = BlockName(block_id);
+  size_t volume;
+  uint32_t bpc;
+  uint64_t old_gs, have;
+  std::string old_data;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto w = writing_.lower_bound({id, 0});
+    if (w != writing_.end() && w->first == id) {
+      return Status::AlreadyExists(
+          fmt::format("{} (generation stamp {}) is still being written here; retry once that write ends", name,
+                      w->second));
+    }
+    auto fin = replicas_.find(id);
+    auto rt = recoverable_.find(id);
+    if (fin != replicas_.end() && fin->second.gen_stamp >= min_gs && fin->second.gen_stamp < new_gs) {
+      // Finalized before the pipeline broke: it goes back to tmp/ to be continued.
+      old_gs = fin->second.gen_stamp;
+      have = fin->second.num_bytes;
+      volume = fin->second.volume;
+      bpc = fin->second.bpc;
+      old_data = FinalPath(volume, id, old_gs);
+    } else if (rt != recoverable_.end() && rt->second.gen_stamp >= min_gs && rt->second.gen_stamp < new_gs) {
+      old_gs = rt->second.gen_stamp;
+      have = rt->second.num_bytes;
+      volume = rt->second.volume;
+      bpc = rt->second.bpc;
+      old_data = TmpPath(volume, id, old_gs);
+    } else {
+      return Status::NotFound(fmt::format("{} with a generation stamp in [{}, {}) is not stored on this DataNode",
+                                          name, min_gs, new_gs));
+    }
+    if (have < length) {
+      return Status::Stale(
+          fmt::format("{} has only {} bytes here, fewer than the {} to recover", name, have, length));
+    }
+    const std::string tmp = TmpPath(volume, id, new_gs);
+    if (::rename((old_data + ".meta").c_str(), (tmp + ".meta").c_str()) != 0) {
+      return Status::FromErrno(fmt::format("recover {}: rename {}.meta", name, old_data), errno);
+    }
+    if (::rename(old_data.c_str(), tmp.c_str()) != 0) {
+      Status s = Status::FromErrno(fmt::format("recover {}: rename {}", name, old_data), errno);
+      ::rename((tmp + ".meta").c_str(), (old_data + ".meta").c_str());
+      return s;
+    }
+    if (fin != replicas_.end() && fin->second.gen_stamp == old_gs) {
+      volumes_[volume]->used -= have + MetaFileSize(have, bpc);
+      replicas_.erase(fin);
+    } else {
+      recoverable_.erase(rt);
+    }
+    writing_.insert({id, new_gs});
+  }
+  const std::string data = TmpPath(volume, id, new_gs);
+  const std::string meta = data + ".meta";
+  proto::Block b;
+  b.set_id(id);
+  b.set_gen_stamp(new_gs);
+  int dfd = ::open(data.c_str(), O_RDWR | O_CLOEXEC);
+  int mfd = dfd < 0 ? -1 : ::open(meta.c_str(), O_RDWR | O_CLOEXEC);
+  if (dfd < 0 || mfd < 0) {
+    Status s = Status::FromErrno(fmt::format("recover {}: open {}", name, dfd < 0 ? data : meta), errno);
+    if (dfd >= 0) ::close(dfd);
+    ForgetTemporary(id, new_gs);
+    return s;
+  }
+  // From here on the writer owns the files: an error below aborts (deletes) them.
+  std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, volume, b, bpc, data, meta, dfd, mfd));
+  if (::ftruncate(dfd, static_cast<off_t>(length)) != 0 ||
+      ::ftruncate(mfd, static_cast<off_t>(MetaFileSize(length, bpc))) != 0) {
+    return Status::FromErrno(fmt::format("recover {}: truncate to {} bytes", name, length), errno);
+  }
+  if (::lseek(dfd, static_cast<off_t>(length), SEEK_SET) < 0) {
+    return Status::FromErrno(fmt::format("recover {}: seek", name), errno);
+  }
+  w->length_ = length;
+  const size_t rem = static_cast<size_t>(length % bpc);
+  if (rem > 0) {
+    // The stored sum of the last chunk may cover bytes beyond `length`: redo it.
+    w->tail_.reset(new char[bpc]);
+    DFS_RETURN_IF_ERROR(PReadAll(dfd, w->tail_.get(), rem, length - rem, data));
+    w->tail_len_ = rem;
+    uint64_t sum = ChunkChecksum(w->tail_.get(), rem);
+    DFS_RETURN_IF_ERROR(PWriteAll(mfd, &sum, 8, kMetaHeaderBytes + (length / bpc) * 8, meta));
+  }
+  Log("dn")->info("recovering {}: generation stamp {} -> {}, {} of {} bytes kept", name, old_gs, new_gs, length,
+                  have);
+  return w;
+}
+
+size_t BlockStore::ExpireRecoverable(std::chrono::milliseconds max_age) {
+  std::lock_guard<std::mutex> l(mu_);
+  const auto now = std::chrono::steady_clock::now();
+  std::vector<uint64_t> old;
+  for (const auto& [id, r] : recoverable_) {
+    if (now - r.since > max_age) old.push_back(id);
+  }
+  for (uint64_t id : old) {
+    Log("dn")->info("deleting the unfinished {}: nobody recovered it in {} s", BlockName(BlockId(id)),
+                    max_age.count() / 1000);
+    DropRecoverableLocked(id, UINT64_MAX);
+  }
+  return old.size();
+}
+
+size_t BlockStore::num_recoverable() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return recoverable_.size();
+}
 
 }  // namespace dfs::datanode

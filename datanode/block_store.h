@@ -24,12 +24,30 @@
 //   offset 16  u64 × N   one checksum per chunk of the data, N = ceil(num_bytes / bytes_per_checksum);
 //                        the last chunk may be shorter than bytes_per_checksum
 //
+// Volume failures: an I/O error on a volume (EIO, EROFS, a vanished device), or
+// any other unexpected error after which the volume fails a check (its
+// current/ and tmp/ are directories, can be listed, and take a small synced
+// file), takes that volume out of service for good: its replicas leave the map
+// (the next block report omits them, so the NameNode re-replicates them),
+// nothing is placed there any more, failed_volumes() counts it and
+// Options::on_volume_failure is told. ENOSPC only fails the write at hand (its
+// temporary is removed). A volume with less than Options::block_size of room
+// takes a new replica only when no volume has a block of room.
+//
+// Space: Options::capacity caps what each volume gives dfs (a teacher's limit on
+// a lab machine, or a test's); an Append beyond it fails with NoSpace. Every
+// replica being written holds a reservation of block_size bytes on its volume
+// until it has written that much, so remaining() already counts blocks that
+// are still arriving.
+//
 // Thread-safety: every method may be called from any thread. A ReplicaWriter or
 // ReplicaReader is used by one thread at a time and must not outlive its store.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -67,6 +85,11 @@ class ReplicaWriter {
   [[nodiscard]] Result<proto::Block> Finalize();
   // Removes the temporary files. Idempotent.
   void Abort();
+  // Ends a write that failed because of the pipeline (a peer vanished or sent
+  // garbage), keeping the verified bytes under tmp/ as a recoverable replica:
+  // the writer may continue it (pipeline recovery) or the NameNode may close it
+  // (lease recovery). See BlockStore::Recover. Idempotent.
+  void Suspend();
 
   uint64_t length() const { return length_; }
   uint32_t bytes_per_checksum() const { return bpc_; }
@@ -77,6 +100,9 @@ class ReplicaWriter {
   ReplicaWriter(BlockStore* store, size_t volume, proto::Block block, uint32_t bpc, std::string tmp_data,
                 std::string tmp_meta, int data_fd, int meta_fd);
   void CloseFds();
+  // Gives back this writer's share of its volume's in-flight bytes and reservation. Idempotent.
+  void ReleaseSpace();
+  Status Failed(Status s, int err);
 
   BlockStore* store_;
   size_t volume_;
@@ -88,6 +114,8 @@ class ReplicaWriter {
   std::unique_ptr<char[]> tail_;  // bytes of a partial last chunk, kept only across a mid-chunk end
   size_t tail_len_ = 0;
   bool done_ = false;
+  uint64_t in_flight_ = 0;  // bytes this writer put under tmp/ (data and meta), counted in its volume's in_flight
+  uint64_t reserved_ = 0;   // reservation not yet written, counted in its volume's reserved
 };
 
 // An open finalized replica: file descriptors stay valid even if the replica is
@@ -109,8 +137,17 @@ class ReplicaReader {
 
  private:
   friend class BlockStore;
-  ReplicaReader(proto::Block block, uint32_t bpc, int data_fd, int meta_fd, std::string path)
-      : block_(std::move(block)), bpc_(bpc), data_fd_(data_fd), meta_fd_(meta_fd), path_(std::move(path)) {}
+  ReplicaReader(BlockStore* store, size_t volume, proto::Block block, uint32_t bpc, int data_fd, int meta_fd,
+                std::string path)
+      : store_(store),
+        volume_(volume),
+        block_(std::move(block)),
+        bpc_(bpc),
+        data_fd_(data_fd),
+        meta_fd_(meta_fd),
+        path_(std::move(path)) {}
+  BlockStore* store_;
+  size_t volume_;
   proto::Block block_;
   uint32_t bpc_;
   int data_fd_, meta_fd_;
@@ -123,6 +160,13 @@ class BlockStore {
     std::vector<std::string> dirs;  // data dirs; created when missing
     uint64_t reserved_bytes = 0;    // per volume, left for non-dfs use (dfs.datanode.du.reserved)
     bool sync_on_close = true;      // fsync replicas and dirs before publishing (dfs.datanode.sync-on-close)
+    uint64_t capacity = 0;          // per volume, most bytes dfs may store there; 0 = the file system's size
+                                    // (dfs.datanode.capacity)
+    uint64_t block_size = 0;        // a block (dfs.blocksize): reserved per replica being written, and the room
+                                    // a volume needs to count in remaining() and to be preferred for placement
+    // Called once per volume that fails at run time, with its dir and why, from
+    // whichever thread saw the error; must not call back into the store.
+    std::function<void(const std::string& dir, const Status& why)> on_volume_failure;
   };
 
   // Creates missing dirs, scans every volume, rebuilds the replica map, and
@@ -142,6 +186,30 @@ class BlockStore {
   // stamp differs from block.gen_stamp(); Corruption when its meta file is bad.
   Result<std::unique_ptr<ReplicaReader>> OpenForRead(const proto::Block& block);
 
+  // ---- Recovery of replicas whose write did not finish --------------------
+  // What this node holds of a block: a finalized replica, else a recoverable
+  // temporary (left by Suspend), else nothing (state REPLICA_NONE). `writing`
+  // is set when a write of the block is still in progress.
+  struct ReplicaInfo {
+    int state = 0;  // proto::ReplicaState
+    uint64_t gen_stamp = 0;
+    uint64_t num_bytes = 0;
+    bool writing = false;
+  };
+  ReplicaInfo Inspect(BlockId id) const;
+  // Reopens this node's replica of `id` stored under a gen stamp in
+  // [min_gen_stamp, new_gen_stamp) (a recoverable temporary, or a finalized
+  // replica, which goes back to tmp/), truncated to `length` bytes and renamed
+  // to new_gen_stamp, for appending or finalizing. NotFound when there is no
+  // such replica, Stale when it is shorter than `length`, AlreadyExists when
+  // a write of it is still in progress.
+  Result<std::unique_ptr<ReplicaWriter>> Recover(BlockId id, uint64_t min_gen_stamp, uint64_t new_gen_stamp,
+                                                 uint64_t length);
+  // Deletes recoverable temporaries older than max_age (nobody came back for
+  // them). Returns how many.
+  size_t ExpireRecoverable(std::chrono::milliseconds max_age);
+  size_t num_recoverable() const;
+
   // Removes a finalized replica. NotFound when absent; Stale (and nothing is
   // removed) when the stored gen stamp is newer than block.gen_stamp().
   Status Delete(const proto::Block& block);
@@ -152,20 +220,39 @@ class BlockStore {
   std::vector<proto::Block> AllReplicas() const;
   size_t num_replicas() const;
 
-  // Totals over healthy volumes, in bytes. capacity = filesystem size minus
-  // reserved; remaining = free space for non-root users minus reserved (≥ 0);
-  // dfs_used = bytes of replica data and meta files.
+  // Totals over healthy volumes, in bytes. capacity = file system size minus
+  // reserved, at most Options::capacity; remaining = room for new replicas:
+  // free space for non-root users minus reserved, minus the reservations of
+  // replicas being written, within the capacity limit, summed over the volumes
+  // that have room for a whole block (the others cannot take one, so the
+  // NameNode must not count on them); dfs_used = bytes of replica data and meta
+  // files.
   uint64_t capacity() const;
   uint64_t dfs_used() const;
   uint64_t remaining() const;
-  uint32_t failed_volumes() const { return failed_volumes_; }
-  const std::vector<std::string>& volumes() const;
+  // Volumes that could not be opened or failed since.
+  uint32_t failed_volumes() const { return failed_volumes_.load(); }
+  // The dirs of the volumes in service.
+  std::vector<std::string> volumes() const;
+
+  // Checks every volume in service (see the top of this file) and takes the
+  // broken ones out. Returns how many failed now. Does disk I/O: not for hot paths.
+  size_t CheckVolumes();
+  // Test hook (a fault point that costs one relaxed load when off): every later
+  // Append, ReadData and ReadChecksums on the volume of `dir` fails with errno
+  // `err` (0 turns it off), as a failing disk would.
+  void InjectFault(const std::string& dir, int err);
 
  private:
   friend class ReplicaWriter;
+  friend class ReplicaReader;
   struct Volume {
     std::string dir;
-    std::atomic<uint64_t> used{0};
+    std::atomic<uint64_t> used{0};       // replica data and meta files in current/
+    std::atomic<uint64_t> in_flight{0};  // bytes written so far to replicas being written
+    std::atomic<uint64_t> reserved{0};   // reservations of replicas being written, not yet written
+    std::atomic<bool> failed{false};     // out of service for good (volumes_ keeps it so indexes stay valid)
+    std::atomic<int> fault{0};           // InjectFault
   };
   struct Replica {
     uint64_t gen_stamp;
@@ -173,23 +260,41 @@ class BlockStore {
     size_t volume;
     uint32_t bpc;
   };
+  struct Recoverable {
+    uint64_t gen_stamp;
+    uint64_t num_bytes;
+    size_t volume;
+    uint32_t bpc;
+    std::chrono::steady_clock::time_point since;
+  };
 
   explicit BlockStore(Options options) : options_(std::move(options)) {}
   Status ScanVolume(size_t v);
   std::string FinalPath(size_t volume, uint64_t id, uint64_t gs) const;
   Result<size_t> ChooseVolume();
   uint64_t VolumeRemaining(size_t v) const;
-  Result<proto::Block> Publish(ReplicaWriter* w);
+  // What an I/O error `err` (errno, 0 when none) met on volume v means: on a
+  // disk error, or when the volume then fails its check, the volume is taken
+  // out of service. Returns `s`, saying so. Call without mu_ held.
+  Status OnIoError(size_t v, const Status& s, int err);
+  Status CheckVolume(size_t v) const;
+  void FailVolume(size_t v, const Status& why);
+  Result<proto::Block> Publish(ReplicaWriter* w, int* err);
   void ForgetTemporary(uint64_t id, uint64_t gs);
+  void KeepRecoverable(ReplicaWriter* w);
+  std::string TmpPath(size_t volume, uint64_t id, uint64_t gs) const;
+  // Forgets and deletes a recoverable temporary of `id` older than gen stamp `gs`.
+  void DropRecoverableLocked(uint64_t id, uint64_t below_gs);
 
   Options options_;
   std::vector<std::unique_ptr<Volume>> volumes_;
-  std::vector<std::string> volume_dirs_;
-  uint32_t failed_volumes_ = 0;
+  std::vector<std::string> volume_dirs_;  // guarded by mu_: volumes in service
+  std::atomic<uint32_t> failed_volumes_{0};
 
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Replica> replicas_;   // by block id; finalized only
   std::set<std::pair<uint64_t, uint64_t>> writing_;  // (id, gs) under tmp/
+  std::unordered_map<uint64_t, Recoverable> recoverable_;  // by block id: suspended writes under tmp/
   size_t next_volume_ = 0;                           // round robin among ties
 };
 

@@ -10,6 +10,7 @@
 #include "common/checksum.h"
 #include "common/logging.h"
 #include "common/rpc/channel.h"
+#include "datanode/block_scanner.h"
 #include "datanode/block_store.h"
 #include "datanode/xfer_server.h"
 #include "proto/namenode.pb.h"
@@ -57,7 +58,21 @@ Result<std::unique_ptr<DataNode>> DataNode::Create(const Config& conf, std::func
   if (so.dirs.empty()) return Status::InvalidArgument("dfs.datanode.data.dir names no directory");
   so.reserved_bytes = conf.GetSize("dfs.datanode.du.reserved");
   so.sync_on_close = conf.GetBool("dfs.datanode.sync-on-close");
+  so.capacity = conf.GetSize("dfs.datanode.capacity");
+  so.block_size = conf.GetSize("dfs.blocksize");
+  so.on_volume_failure = [d = dn.get()](const std::string&, const Status&) { d->OnVolumeFailure(); };
+  const int64_t tolerated = conf.GetInt("dfs.datanode.failed.volumes.tolerated");
+  if (tolerated < -1) {
+    return Status::InvalidArgument(fmt::format(
+        "dfs.datanode.failed.volumes.tolerated = {}: use -1 (run while one data dir works) or a count", tolerated));
+  }
   DFS_ASSIGN_OR_RETURN(dn->store_, BlockStore::Open(so));
+  if (tolerated >= 0 && dn->store_->failed_volumes() > static_cast<uint64_t>(tolerated)) {
+    return Status::IOError(fmt::format(
+        "{} of the {} data dirs cannot be used (see the warnings above), more than "
+        "dfs.datanode.failed.volumes.tolerated = {} allows; fix or remove them from dfs.datanode.data.dir",
+        dn->store_->failed_volumes(), so.dirs.size(), tolerated));
+  }
   DFS_RETURN_IF_ERROR(dn->LoadIdentity());
   return dn;
 }
@@ -128,6 +143,12 @@ Status DataNode::Start() {
   nn_ = std::make_unique<rpc::RpcChannel>(nn_host, nn_port, rpc::Identity{"DataNode_" + uuid_, "dfs"},
                                           "NameNode " + nn_address_);
   service_ = std::thread([this] { ServiceLoop(); });
+  BlockScanner::Options sc;
+  sc.period = conf_.GetDuration("dfs.datanode.scan.period");
+  sc.max_bytes_per_second = conf_.GetSize("dfs.block.scanner.volume.bytes.per.second");
+  scanner_ = std::make_unique<BlockScanner>(store_.get(), sc,
+                                            [this](const proto::Block& b, const Status&) { ReportOwnBadReplica(b); });
+  scanner_->Start();
   Log("dn")->info("DataNode {} serving blocks on {} from {} ({} replicas); NameNode {}", uuid_, label_,
                   fmt::join(store_->volumes(), ","), store_->AllReplicas().size(), nn_address_);
   return Status::OK();
@@ -140,6 +161,7 @@ void DataNode::Shutdown() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (scanner_) scanner_->Stop();
   if (service_.joinable()) service_.join();
   if (xfer_) xfer_->Shutdown();
   for (auto& t : transfers_) {
@@ -322,6 +344,44 @@ void DataNode::ReportOwnBadReplica(const proto::Block& block) {
   (void)nn_->Call(proto::REPORT_BAD_BLOCKS, req, &resp, std::chrono::seconds(30));
 }
 
+void DataNode::OnVolumeFailure() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    volume_failed_ = true;
+  }
+  cv_.notify_all();
+}
+
+bool DataNode::CheckVolumesLeft() {
+  const int64_t tolerated = conf_.GetInt("dfs.datanode.failed.volumes.tolerated");
+  const uint32_t failed = store_->failed_volumes();
+  const size_t left = store_->volumes().size();
+  Status fatal;
+  if (left == 0) {
+    fatal = Status::IOError(fmt::format(
+        "every data dir has failed ({} failed volumes), so this DataNode can store nothing; replace the disks (the "
+        "log says what went wrong with each) and restart it",
+        failed));
+  } else if (tolerated >= 0 && failed > static_cast<uint64_t>(tolerated)) {
+    fatal = Status::IOError(fmt::format(
+        "{} data dir(s) failed, more than dfs.datanode.failed.volumes.tolerated = {} allows; replace the disks (the "
+        "log says what went wrong with each) and restart the DataNode",
+        failed, tolerated));
+  } else {
+    Log("dn")->warn("carrying on with {} data dir(s) ({} failed): {}", left, failed, fmt::join(store_->volumes(), ","));
+    return true;
+  }
+  Log("dn")->error("DataNode stopping: {}", fatal.message());
+  // Whatever is left is reported, so the NameNode re-replicates the rest now rather than after the dead interval.
+  if (registered_) (void)SendFullBlockReport();
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    fatal_ = fatal;
+  }
+  if (on_fatal_) on_fatal_();
+  return false;
+}
+
 void DataNode::ServiceLoop() {
   using Clock = std::chrono::steady_clock;
   auto log = Log("dn");
@@ -332,7 +392,12 @@ void DataNode::ServiceLoop() {
   std::string last_error;
   std::unique_lock<std::mutex> l(mu_);
   while (!stopping_) {
+    const bool volume_failed = std::exchange(volume_failed_, false);
     l.unlock();
+    if (volume_failed) {
+      if (!CheckVolumesLeft()) return;
+      next_report = Clock::now();  // the NameNode learns at once which replicas are gone
+    }
     Status s;
     if (!registered_) {
       s = Register();
@@ -365,12 +430,15 @@ void DataNode::ServiceLoop() {
       if (s.ok()) s = SendIncrementalReport();  // deletions done by commands
       if (!s.ok()) registered_ = false;
     }
+    // Temporaries of broken writes wait this long for a pipeline or lease recovery.
+    store_->ExpireRecoverable(2 * conf_.GetDuration("dfs.namenode.lease.hard-limit") + std::chrono::minutes(1));
     if (!s.ok() && s.message() != last_error) {
       log->warn("NameNode {}: {}; retrying every {} ms", nn_address_, s.message(), heartbeat.count());
       last_error = s.message();
     }
     l.lock();
-    cv_.wait_until(l, next_heartbeat, [this] { return stopping_ || (registered_ && !received_.empty()); });
+    cv_.wait_until(l, next_heartbeat,
+                   [this] { return stopping_ || volume_failed_ || (registered_ && !received_.empty()); });
   }
 }
 

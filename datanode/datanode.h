@@ -4,7 +4,11 @@
 // VERSION file), heartbeats carrying capacity and load, a full block report
 // after registration and periodically, an incremental report the moment a
 // replica is finalized or deleted, and the commands that come back in
-// heartbeat replies (delete replicas, copy replicas to other DataNodes).
+// heartbeat replies (delete replicas, copy replicas to other DataNodes); and
+// the block scanner. When a data directory fails it sends a full block report
+// at once (so the NameNode re-replicates what was there) and carries on with
+// the others, unless more failed than dfs.datanode.failed.volumes.tolerated
+// allows or none is left: then it stops with a fatal error.
 //
 // Thread-safety: Start and Shutdown from one thread; accessors from any.
 #pragma once
@@ -29,6 +33,7 @@ class RpcChannel;
 
 namespace dfs::datanode {
 
+class BlockScanner;
 class BlockStore;
 class XferServer;
 
@@ -50,6 +55,7 @@ class DataNode : public Daemon {
   // Why the DataNode stopped serving the cluster, if it did.
   Status fatal_error() const;
   BlockStore* store() { return store_.get(); }
+  BlockScanner* scanner() { return scanner_.get(); }
 
  private:
   explicit DataNode(const Config& conf);
@@ -65,6 +71,9 @@ class DataNode : public Daemon {
   void Execute(const proto::BlockCommand& cmd);
   void Replicate(const proto::BlockTransfer& t);
   void ReportOwnBadReplica(const proto::Block& block);
+  void OnVolumeFailure();
+  // After a volume failed: false (and fatal_ set) when the DataNode must stop.
+  bool CheckVolumesLeft();
 
   const Config conf_;
   std::function<void()> on_fatal_;
@@ -72,6 +81,7 @@ class DataNode : public Daemon {
   std::string cluster_id_;
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<XferServer> xfer_;
+  std::unique_ptr<BlockScanner> scanner_;
   std::unique_ptr<rpc::RpcChannel> nn_;
   std::string nn_address_;
   std::string label_;
@@ -86,6 +96,7 @@ class DataNode : public Daemon {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;
+  bool volume_failed_ = false;  // a data dir failed since the service loop last looked
   Status fatal_;
   std::vector<proto::Block> received_;  // incremental report, not yet sent
   std::vector<proto::Block> deleted_;

@@ -56,6 +56,7 @@ struct XferServer::WriteContext {
   std::condition_variable cv;
   std::deque<Entry> queue;
   std::atomic<bool> failed{false};  // set by the responder when the pipeline broke
+  bool local_failure = false;       // this node could not store the bytes (not a pipeline failure)
 
   void Push(Entry e) {
     {
@@ -194,8 +195,12 @@ void XferServer::Serve(Socket sock, Conn* conn) {
         HandleWrite(sock, req);
         break;
       }
+      if (req.op() == proto::RECOVER_REPLICA) {
+        if (!HandleRecover(sock, req)) break;
+        continue;
+      }
       Status bad = Status::ProtocolError(
-          fmt::format("unknown data transfer operation {} (this DataNode knows READ_BLOCK and WRITE_BLOCK)",
+          fmt::format("unknown data transfer operation {} (this DataNode knows READ_BLOCK, WRITE_BLOCK and RECOVER_REPLICA)",
                       static_cast<int>(req.op())));
       Log("dn")->warn("bad request from {}: {}", peer, bad.message());
       ReplyError(sock, bad);
@@ -298,7 +303,13 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
     DrainBeforeClose(sock, kErrorLinger);
     return;
   }
-  auto w = store_->CreateTemporary(req.block(), bpc);
+  auto w = req.recovery() ? RecoverReplica(req.block(), req.recover_gen_stamp(), req.recover_length())
+                          : store_->CreateTemporary(req.block(), bpc);
+  if (w.ok() && (*w)->bytes_per_checksum() != bpc) {
+    (*w)->Suspend();
+    w = Status::InvalidArgument(fmt::format("{}: {} is stored with {} bytes per checksum, not {}", me,
+                                            ctx.block_name, (*w)->bytes_per_checksum(), bpc));
+  }
   if (!w.ok()) {
     log->info("write of {} from {} refused: {}", ctx.block_name, ctx.peer, w.status().ToString());
     ReplyError(sock, w.status().Prepend(me));
@@ -306,8 +317,29 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
     return;
   }
   ctx.writer = std::move(w).value();
+  // A recovered replica keeps its bytes when this attempt fails too; a new one goes.
+  auto give_up = [&] { req.recovery() ? ctx.writer->Suspend() : ctx.writer->Abort(); };
+  const uint64_t block_id = req.block().id();
+  {
+    std::lock_guard<std::mutex> l(writes_mu_);
+    writes_[block_id] = &ctx;
+  }
+  struct Unregister {
+    XferServer* server;
+    uint64_t id;
+    WriteContext* ctx;
+    ~Unregister() {
+      {
+        std::lock_guard<std::mutex> l(server->writes_mu_);
+        auto it = server->writes_.find(id);
+        if (it != server->writes_.end() && it->second == ctx) server->writes_.erase(it);
+      }
+      server->writes_cv_.notify_all();
+    }
+  };
 
   std::optional<Tracked> down_tracked;
+  Unregister unregister{this, block_id, &ctx};  // after down_tracked: unregistered first, while ctx.down is alive
   if (req.targets_size() > 0) {
     const proto::DatanodeId& next = req.targets(0);
     ctx.down_addr = XferAddress(next);
@@ -325,6 +357,7 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
       if (s.ok() && dresp.code() != proto::OK) {
         const std::string bad = dresp.first_bad_link().empty() ? ctx.down_addr : dresp.first_bad_link();
         log->warn("write of {}: downstream {} refused: {}", ctx.block_name, ctx.down_addr, dresp.message());
+        give_up();
         ReplyError(sock, FromProto(dresp.code(), dresp.message()), bad);
         DrainBeforeClose(sock, kErrorLinger);
         return;
@@ -337,19 +370,25 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
                  Status::Unavailable(
                      fmt::format("{} cannot reach downstream DataNode {}: {}", me, ctx.down_addr, s.message())),
                  ctx.down_addr);
+      give_up();
       DrainBeforeClose(sock, kErrorLinger);
       return;
     }
   }
   proto::OpResponse ok;
   ok.set_code(proto::OK);
-  if (!SendOpResponse(sock, ok, timeout).ok()) return;
+  if (!SendOpResponse(sock, ok, timeout).ok()) {
+    give_up();
+    return;
+  }
 
   std::thread responder([this, &ctx] { RespondAcks(ctx); });
   ReceivePackets(ctx);
   responder.join();
   if (ctx.failed) {
-    ctx.writer->Abort();
+    // The verified bytes stay for a pipeline or lease recovery, unless this
+    // node itself could not store them.
+    ctx.local_failure ? ctx.writer->Abort() : ctx.writer->Suspend();
     DrainBeforeClose(sock, kErrorLinger);
   }
 }
@@ -420,6 +459,7 @@ void XferServer::ReceivePackets(WriteContext& ctx) {
     }
     if (!s.ok()) {
       log->error("write of {} failed on this DataNode: {}", ctx.block_name, s.ToString());
+      ctx.local_failure = true;
       ctx.Push({seqno, false, s.Prepend(me), down_failed});
       return;
     }
@@ -488,6 +528,63 @@ void XferServer::RespondAcks(WriteContext& ctx) {
     }
     if (e.last) return;
   }
+}
+
+bool XferServer::PreemptWrite(uint64_t id, Millis deadline) {
+  std::unique_lock<std::mutex> l(writes_mu_);
+  auto it = writes_.find(id);
+  if (it == writes_.end()) return true;
+  Log("dn")->info("ending the unfinished write of {} from {} for a recovery", it->second->block_name,
+                  it->second->peer);
+  it->second->up->ShutdownBoth();
+  if (it->second->down.valid()) it->second->down.ShutdownBoth();
+  return writes_cv_.wait_for(l, deadline, [&] { return !writes_.count(id); });
+}
+
+Result<std::unique_ptr<ReplicaWriter>> XferServer::RecoverReplica(const proto::Block& block, uint64_t min_gen_stamp,
+                                                                  uint64_t length) {
+  auto w = store_->Recover(BlockId(block.id()), min_gen_stamp, block.gen_stamp(), length);
+  if (w.ok() || w.status().code() != StatusCode::kAlreadyExists) return w;
+  // The old write has not noticed yet that its pipeline is gone.
+  if (!PreemptWrite(block.id(), options_.socket_timeout)) return w;
+  return store_->Recover(BlockId(block.id()), min_gen_stamp, block.gen_stamp(), length);
+}
+
+bool XferServer::HandleRecover(Socket& sock, const proto::OpRequest& req) {
+  auto log = Log("dn");
+  const std::string name = BlockName(BlockId(req.block().id()));
+  const std::string me = "DataNode " + options_.node_label;
+  proto::OpResponse resp;
+  if (!req.finalize()) {
+    BlockStore::ReplicaInfo info = store_->Inspect(BlockId(req.block().id()));
+    if (info.writing && PreemptWrite(req.block().id(), options_.socket_timeout)) {
+      info = store_->Inspect(BlockId(req.block().id()));
+    }
+    resp.set_code(proto::OK);
+    resp.set_replica_state(static_cast<proto::ReplicaState>(info.state));
+    resp.set_replica_gen_stamp(info.gen_stamp);
+    resp.set_replica_length(info.num_bytes);
+    return SendOpResponse(sock, resp, options_.socket_timeout).ok();
+  }
+  auto w = RecoverReplica(req.block(), req.recover_gen_stamp(), req.recover_length());
+  Status s = w.status();
+  if (s.ok()) {
+    auto fin = (*w)->Finalize();
+    s = fin.status();
+    if (s.ok()) {
+      log->info("recovered {}: finalized at {} bytes with generation stamp {}", name, fin->num_bytes(),
+                fin->gen_stamp());
+      if (on_block_received_) on_block_received_(*fin);
+      resp.set_code(proto::OK);
+      resp.set_replica_state(proto::REPLICA_FINALIZED);
+      resp.set_replica_gen_stamp(fin->gen_stamp());
+      resp.set_replica_length(fin->num_bytes());
+      return SendOpResponse(sock, resp, options_.socket_timeout).ok();
+    }
+  }
+  log->warn("recovery of {} failed: {}", name, s.ToString());
+  ReplyError(sock, s.Prepend(me));
+  return true;
 }
 
 }  // namespace dfs::datanode

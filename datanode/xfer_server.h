@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <list>
+#include <map>
 #include <mutex>
 #include <set>
 #include <string>
@@ -73,6 +74,16 @@ class XferServer {
   // Returns false when the connection must be closed.
   bool HandleRead(Socket& sock, const proto::OpRequest& req);
   void HandleWrite(Socket& sock, const proto::OpRequest& req);
+  // RECOVER_REPLICA (lease recovery, from the NameNode). Returns false when the
+  // connection must be closed.
+  bool HandleRecover(Socket& sock, const proto::OpRequest& req);
+  // Ends a write of block `id` that is still in progress here (its writer
+  // moved on or vanished but our sockets have not timed out yet) and waits
+  // until it let go of the replica. False when it did not within `deadline`.
+  bool PreemptWrite(uint64_t id, Millis deadline);
+  // Opens the replica for a recovery, pre-empting a write of it still in progress.
+  Result<std::unique_ptr<ReplicaWriter>> RecoverReplica(const proto::Block& block, uint64_t min_gen_stamp,
+                                                        uint64_t length);
   void ReceivePackets(WriteContext& ctx);
   void RespondAcks(WriteContext& ctx);
   void ReplyError(Socket& sock, const Status& s, const std::string& first_bad_link = "");
@@ -92,6 +103,9 @@ class XferServer {
   std::thread accept_thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<int> active_{0};
+  std::mutex writes_mu_;
+  std::condition_variable writes_cv_;
+  std::map<uint64_t, WriteContext*> writes_;  // writes in progress, by block id
 
   std::mutex mu_;
   std::list<Conn> conns_;  // touched by the accept thread and Shutdown only

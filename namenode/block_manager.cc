@@ -1,6 +1,7 @@
 #include "namenode/block_manager.h"
 
 #include <algorithm>
+#include <tuple>
 
 #include <fmt/format.h>
 
@@ -89,11 +90,13 @@ void BlockManager::RemoveBlocks(const std::vector<proto::Block>& blocks) {
       nodes_[n].blocks.erase(pb.id());
       nodes_[n].pending_deletes.push_back(del);
     }
+    for (uint32_t n : b.excess) nodes_[n].excess.erase(pb.id());  // its delete is already on the way
     if (b.committed) {
       --committed_blocks_;
       if (!b.nodes.empty()) --safe_blocks_;
     }
     pending_replication_.erase(pb.id());
+    pending_targets_.erase(pb.id());
     blocks_.erase(it);
   }
 }
@@ -121,8 +124,13 @@ std::vector<proto::DatanodeId> BlockManager::Locations(BlockId id, const std::st
     order = it->second.corrupt;
   }
   std::shuffle(order.begin(), order.end(), rng_);
+  // In-service nodes first (the reader's own host first among them), then
+  // decommissioning ones, then decommissioned ones: they may go away soon.
   std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
-    return (nodes_[a].id.ip() == reader_ip) > (nodes_[b].id.ip() == reader_ip);
+    const auto rank = [&](uint32_t n) {
+      return std::make_pair(static_cast<int>(nodes_[n].admin), nodes_[n].id.ip() == reader_ip ? 0 : 1);
+    };
+    return rank(a) < rank(b);
   });
   std::vector<proto::DatanodeId> out;
   for (uint32_t n : order) out.push_back(nodes_[n].id);
@@ -134,13 +142,17 @@ Result<std::vector<proto::DatanodeId>> BlockManager::ChooseTargets(uint32_t n, c
                                                                    uint64_t block_size) {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<uint32_t> candidates;
-  size_t live = 0, full = 0;
+  size_t live = 0, full = 0, retiring = 0;
   for (uint32_t i = 0; i < nodes_.size(); ++i) {
     const Node& node = nodes_[i];
     if (!node.live) continue;
     ++live;
+    if (node.admin != proto::ADMIN_NORMAL) {  // decommissioning nodes take no new blocks
+      ++retiring;
+      continue;
+    }
     if (excluded_uuids.count(node.id.uuid())) continue;
-    if (node.remaining < block_size) {
+    if (!HasRoomLocked(node, block_size)) {
       ++full;
       continue;
     }
@@ -152,9 +164,15 @@ Result<std::vector<proto::DatanodeId>> BlockManager::ChooseTargets(uint32_t n, c
           "no DataNode is live, so the block has nowhere to go; start DataNodes (scripts/quickstart.sh) and check "
           "`dfs admin report`");
     }
-    return Status::NoSpace(fmt::format("no DataNode can take a block of {} bytes: {} live, {} without room, {} "
-                                       "excluded by the writer after errors",
-                                       block_size, live, full, excluded_uuids.size()));
+    if (retiring == live) {
+      return Status::Unavailable(fmt::format(
+          "no DataNode is in service, so the block has nowhere to go: all {} live DataNode(s) are decommissioning or "
+          "decommissioned; put one back with `dfs admin recommission <datanode>` or start another DataNode",
+          live));
+    }
+    return Status::NoSpace(fmt::format("no DataNode can take a block of {} bytes: {} live, {} decommissioning or "
+                                       "decommissioned, {} without room, {} excluded by the writer after errors",
+                                       block_size, live, retiring, full, excluded_uuids.size()));
   }
   std::shuffle(candidates.begin(), candidates.end(), rng_);
   std::stable_sort(candidates.begin(), candidates.end(),
@@ -187,6 +205,30 @@ void BlockManager::ReportBadReplica(BlockId id, uint64_t gen_stamp, const std::s
   }
 }
 
+void BlockManager::UpdateGenStamp(BlockId id, uint64_t gen_stamp) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = blocks_.find(id.value());
+  if (it == blocks_.end()) return;
+  BlockInfo& b = it->second;
+  if (b.gen_stamp == gen_stamp) return;
+  b.gen_stamp = gen_stamp;
+  const size_t before = b.nodes.size();
+  for (uint32_t n : b.nodes) nodes_[n].blocks.erase(id.value());
+  for (uint32_t n : b.corrupt) nodes_[n].blocks.erase(id.value());
+  b.nodes.clear();
+  b.corrupt.clear();
+  OnLiveCountChangeLocked(b, before);
+}
+
+std::vector<proto::DatanodeId> BlockManager::LiveDatanodes() const {
+  std::lock_guard<std::mutex> l(mu_);
+  std::vector<proto::DatanodeId> out;
+  for (const auto& n : nodes_) {
+    if (n.live) out.push_back(n.id);
+  }
+  return out;
+}
+
 // ---- DataNode side ----------------------------------------------------------
 
 BlockManager::Node* BlockManager::FindNodeLocked(const std::string& uuid) {
@@ -208,6 +250,7 @@ Result<proto::DatanodeId> BlockManager::Register(const proto::DatanodeId& id, co
   if (it != node_by_uuid_.end()) {
     idx = it->second;
     MarkDeadLocked(idx);  // forget what it had: its full block report follows
+    nodes_[idx].decommission_wait.clear();  // judged by what it reports from now on
   } else {
     idx = static_cast<uint32_t>(nodes_.size());
     nodes_.emplace_back();
@@ -230,6 +273,7 @@ void BlockManager::ApplyStats(const proto::HeartbeatRequest& req, Node* n) {
   n->non_dfs_used = req.non_dfs_used();
   n->xceivers = req.xceivers();
   n->failed_volumes = req.failed_volumes();
+  n->scheduled_before = n->scheduled;
   n->scheduled = 0;
 }
 
@@ -281,15 +325,18 @@ void BlockManager::AddReplicaLocked(uint32_t node, const proto::Block& reported)
     return;
   }
   if (Contains(b.nodes, node) || Contains(b.corrupt, node)) return;
-  if (Contains(b.deleting, node)) {
-    InvalidateLocked(node, reported);  // a replica we already condemned (it was corrupt)
+  if (Contains(b.deleting, node) || Contains(b.excess, node)) {
+    InvalidateLocked(node, reported);  // a replica we already condemned (corrupt, or excess)
     return;
   }
   size_t before = b.nodes.size();
   b.nodes.push_back(node);
   nodes_[node].blocks.insert(reported.id());
   OnLiveCountChangeLocked(b, before);
-  if (b.nodes.size() >= b.expected) pending_replication_.erase(reported.id());
+  if (CountLocked(b).in_service >= b.expected) {
+    pending_replication_.erase(reported.id());
+    pending_targets_.erase(reported.id());
+  }
 }
 
 void BlockManager::RemoveReplicaLocked(uint32_t node, uint64_t block_id) {
@@ -300,6 +347,7 @@ void BlockManager::RemoveReplicaLocked(uint32_t node, uint64_t block_id) {
   if (EraseValue(it->second.nodes, node)) OnLiveCountChangeLocked(it->second, before);
   EraseValue(it->second.corrupt, node);
   EraseValue(it->second.deleting, node);
+  if (EraseValue(it->second.excess, node)) nodes_[node].excess.erase(block_id);
 }
 
 void BlockManager::OnLiveCountChangeLocked(const BlockInfo& b, size_t before) {
@@ -343,10 +391,27 @@ Status BlockManager::IncrementalBlockReport(const std::string& uuid, const std::
 // ---- Background work --------------------------------------------------------
 
 void BlockManager::MarkDeadLocked(uint32_t idx) {
+  // Copies on their way to it will not arrive: schedule those blocks afresh.
+  for (auto it = pending_targets_.begin(); it != pending_targets_.end();) {
+    if (Contains(it->second, idx)) {
+      pending_replication_.erase(it->first);
+      it = pending_targets_.erase(it);
+    } else {
+      ++it;
+    }
+  }
   Node& n = nodes_[idx];
   std::vector<uint64_t> ids(n.blocks.begin(), n.blocks.end());
+  if (n.admin == proto::DECOMMISSION_IN_PROGRESS) n.decommission_wait = ids;
   for (uint64_t id : ids) RemoveReplicaLocked(idx, id);
   n.blocks.clear();
+  // Excess replicas it was told to delete: if it comes back with them, they
+  // are counted afresh and trimmed down to the target again.
+  for (uint64_t id : n.excess) {
+    auto bit = blocks_.find(id);
+    if (bit != blocks_.end()) EraseValue(bit->second.excess, idx);
+  }
+  n.excess.clear();
   n.pending_deletes.clear();
   n.pending_transfers.clear();
   n.live = false;
@@ -367,23 +432,37 @@ void BlockManager::CheckDeadNodes() {
 
 void BlockManager::ComputeReplicationWork() {
   std::lock_guard<std::mutex> l(mu_);
+  CheckDecommissionLocked();
   if (safe_mode_ != SafeMode::kOff) return;
   const auto now = Clock::now();
   for (auto it = pending_replication_.begin(); it != pending_replication_.end();) {
-    it = now > it->second ? pending_replication_.erase(it) : std::next(it);
+    if (now > it->second) {
+      pending_targets_.erase(it->first);
+      it = pending_replication_.erase(it);
+    } else {
+      ++it;
+    }
   }
-  // Under-replicated blocks, most endangered (fewest live replicas) first.
-  std::vector<std::pair<size_t, uint64_t>> needed;
+  // Under-replicated blocks, most endangered first: fewest in-service
+  // replicas, then fewest readable ones (a block left only on decommissioning
+  // nodes goes before one that still has an in-service copy). Only in-service
+  // replicas count; the others are sources, never deleted as excess.
+  std::vector<std::tuple<uint32_t, size_t, uint64_t>> needed;
   for (auto& [id, b] : blocks_) {
     if (!b.committed || b.nodes.empty()) continue;
-    if (b.nodes.size() < b.expected) {
-      if (!pending_replication_.count(id)) needed.emplace_back(b.nodes.size(), id);
-    } else if (b.nodes.size() > b.expected) {
-      // Over-replicated: drop replicas from the fullest nodes.
-      std::vector<uint32_t> holders = b.nodes;
+    const ReplicaCount count = CountLocked(b);
+    if (count.in_service < b.expected) {
+      if (!pending_replication_.count(id)) needed.emplace_back(count.in_service, b.nodes.size(), id);
+    } else if (count.in_service > b.expected) {
+      // Over-replicated: drop in-service replicas from the fullest nodes, down
+      // to the target and never below it.
+      std::vector<uint32_t> holders;
+      for (uint32_t n : b.nodes) {
+        if (InServiceLocked(n)) holders.push_back(n);
+      }
       std::sort(holders.begin(), holders.end(),
                 [&](uint32_t x, uint32_t y) { return nodes_[x].remaining < nodes_[y].remaining; });
-      size_t excess = b.nodes.size() - b.expected;
+      size_t excess = count.in_service - b.expected;
       for (size_t k = 0; k < excess; ++k) {
         proto::Block pb;
         pb.set_id(id);
@@ -392,6 +471,8 @@ void BlockManager::ComputeReplicationWork() {
         size_t before = b.nodes.size();
         EraseValue(b.nodes, holders[k]);
         nodes_[holders[k]].blocks.erase(id);
+        b.excess.push_back(holders[k]);
+        nodes_[holders[k]].excess.insert(id);
         OnLiveCountChangeLocked(b, before);
       }
     }
@@ -413,8 +494,9 @@ void BlockManager::ComputeReplicationWork() {
   std::vector<uint32_t> streams(nodes_.size(), 0);
   for (uint32_t i = 0; i < nodes_.size(); ++i) streams[i] = static_cast<uint32_t>(nodes_[i].pending_transfers.size());
   const auto give_up = now + std::max(opts_.replication_interval * 10, std::chrono::milliseconds(30'000));
-  for (auto& [live, id] : needed) {
+  for (auto& [in_service, readable, id] : needed) {
     BlockInfo& b = blocks_[id];
+    // Any holder may be the source, decommissioning ones included.
     uint32_t source = UINT32_MAX;
     for (uint32_t n : b.nodes) {
       if (nodes_[n].live && streams[n] < opts_.max_streams && (source == UINT32_MAX || streams[n] < streams[source])) {
@@ -425,8 +507,8 @@ void BlockManager::ComputeReplicationWork() {
     std::vector<uint32_t> candidates;
     for (uint32_t i = 0; i < nodes_.size(); ++i) {
       const Node& n = nodes_[i];
-      if (n.live && n.remaining >= b.num_bytes && !Contains(b.nodes, i) && !Contains(b.corrupt, i) &&
-          !Contains(b.deleting, i)) {
+      if (InServiceLocked(i) && HasRoomLocked(n, b.num_bytes) && !Contains(b.nodes, i) && !Contains(b.corrupt, i) &&
+          !Contains(b.deleting, i) && !Contains(b.excess, i)) {
         candidates.push_back(i);
       }
     }
@@ -438,11 +520,13 @@ void BlockManager::ComputeReplicationWork() {
     t.mutable_block()->set_id(id);
     t.mutable_block()->set_gen_stamp(b.gen_stamp);
     t.mutable_block()->set_num_bytes(b.num_bytes);
-    size_t want = b.expected - b.nodes.size();
+    size_t want = b.expected - in_service;
     for (size_t k = 0; k < candidates.size() && k < want; ++k) {
       *t.add_targets() = nodes_[candidates[k]].id;
       nodes_[candidates[k]].scheduled++;
     }
+    std::vector<uint32_t>& to = pending_targets_[id];
+    to.assign(candidates.begin(), candidates.begin() + static_cast<long>(std::min(want, candidates.size())));
     nodes_[source].pending_transfers.push_back(std::move(t));
     streams[source]++;
     pending_replication_[id] = give_up;
@@ -512,53 +596,246 @@ void BlockManager::LeaveSafeMode() {
   Log("nn")->info("Safe mode is OFF (left by an administrator)");
 }
 
+// ---- Decommissioning --------------------------------------------------------
+
+size_t BlockManager::InServiceCountLocked() const {
+  size_t n = 0;
+  for (uint32_t i = 0; i < nodes_.size(); ++i) n += InServiceLocked(i) ? 1 : 0;
+  return n;
+}
+
+BlockManager::ReplicaCount BlockManager::CountLocked(const BlockInfo& b) const {
+  ReplicaCount c;
+  for (uint32_t n : b.nodes) {
+    if (nodes_[n].admin == proto::ADMIN_NORMAL) {
+      ++c.in_service;
+    } else {
+      ++c.decommissioning;
+    }
+  }
+  return c;
+}
+
+// Hadoop's rule: a finished block needs its full replication on in-service
+// nodes; a block still being written needs the minimum a writer needs to close.
+bool BlockManager::DecommissionSufficientLocked(uint64_t block_id) const {
+  auto it = blocks_.find(block_id);
+  if (it == blocks_.end()) return true;  // deleted meanwhile
+  const BlockInfo& b = it->second;
+  const uint32_t need = b.committed ? b.expected : std::min(b.expected, opts_.min_replication);
+  return CountLocked(b).in_service >= need;
+}
+
+BlockManager::DecommissionProgress BlockManager::DecommissionProgressLocked(const Node& n) const {
+  DecommissionProgress p;
+  const size_t in_service = InServiceCountLocked();
+  auto judge = [&](uint64_t id) {
+    if (DecommissionSufficientLocked(id)) return;
+    const BlockInfo& b = blocks_.at(id);
+    ++p.under;
+    if (CountLocked(b).in_service == 0) ++p.only;
+    if (b.expected > in_service) {
+      ++p.blocked;
+      p.blocked_need = std::max(p.blocked_need, b.expected);
+    }
+  };
+  if (n.live) {
+    for (uint64_t id : n.blocks) judge(id);
+  } else {
+    for (uint64_t id : n.decommission_wait) judge(id);
+  }
+  return p;
+}
+
+void BlockManager::CheckDecommissionLocked() {
+  for (Node& n : nodes_) {
+    if (n.admin != proto::DECOMMISSION_IN_PROGRESS) continue;
+    if (!n.live) std::erase_if(n.decommission_wait, [&](uint64_t id) { return DecommissionSufficientLocked(id); });
+    if (DecommissionProgressLocked(n).under > 0) continue;
+    n.admin = proto::DECOMMISSIONED;
+    n.decommission_wait.clear();
+    Log("nn")->info("DataNode {}:{} ({}) is decommissioned: every block it holds is fully replicated on in-service "
+                    "DataNodes; it is safe to switch it off",
+                    n.id.ip(), n.id.xfer_port(), n.id.uuid());
+  }
+}
+
+Result<uint32_t> BlockManager::ResolveNodeLocked(const std::string& spec) const {
+  auto it = node_by_uuid_.find(spec);
+  if (it != node_by_uuid_.end()) return it->second;
+  // host:port, or a bare host (ip or hostname) when it names one node.
+  std::string host = spec;
+  uint32_t port = 0;
+  const size_t colon = spec.rfind(':');
+  if (colon != std::string::npos) {
+    host = spec.substr(0, colon);
+    const std::string p = spec.substr(colon + 1);
+    const bool digits = !p.empty() && p.size() <= 5 &&
+                        std::all_of(p.begin(), p.end(), [](unsigned char c) { return c >= '0' && c <= '9'; });
+    port = digits ? static_cast<uint32_t>(std::stoul(p)) : UINT32_MAX;
+  }
+  std::vector<uint32_t> match;
+  for (uint32_t i = 0; i < nodes_.size(); ++i) {
+    const auto& id = nodes_[i].id;
+    if ((id.ip() == host || id.hostname() == host) && (port == 0 || id.xfer_port() == port)) match.push_back(i);
+  }
+  // An old registration at the same address (a re-created node) yields to the live one.
+  if (match.size() > 1) {
+    std::vector<uint32_t> live;
+    for (uint32_t i : match) {
+      if (nodes_[i].live) live.push_back(i);
+    }
+    if (live.size() == 1) match = live;
+  }
+  auto list = [&](const std::vector<uint32_t>& which) {
+    std::string out;
+    for (uint32_t i : which) {
+      const auto& id = nodes_[i].id;
+      out += fmt::format("{}{}:{} ({}, {})", out.empty() ? "" : ", ", id.ip(), id.xfer_port(), id.uuid(),
+                         nodes_[i].live ? "live" : "dead");
+    }
+    return out;
+  };
+  if (match.size() == 1) return match.front();
+  if (match.size() > 1) {
+    return Status::InvalidArgument(fmt::format("'{}' names {} DataNodes: {}; give the uuid or ip:port of one",
+                                               spec, match.size(), list(match)));
+  }
+  std::vector<uint32_t> all(nodes_.size());
+  for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+  return Status::NotFound(fmt::format(
+      "unknown DataNode '{}': name it by its uuid, ip:xferport or hostname:xferport, as the Name: lines of "
+      "`dfs admin report` show it; {}",
+      spec, all.empty() ? std::string("no DataNode has registered with this NameNode yet")
+                        : "the NameNode knows " + list(all)));
+}
+
+Result<proto::SetDatanodeAdminStateResponse> BlockManager::SetAdminState(const std::string& datanode,
+                                                                         bool decommission) {
+  std::lock_guard<std::mutex> l(mu_);
+  DFS_ASSIGN_OR_RETURN(uint32_t idx, ResolveNodeLocked(datanode));
+  Node& n = nodes_[idx];
+  proto::SetDatanodeAdminStateResponse resp;
+  resp.set_previous(n.admin);
+  if (decommission && n.admin == proto::ADMIN_NORMAL) {
+    n.admin = proto::DECOMMISSION_IN_PROGRESS;
+    if (!n.live) {
+      // Its replicas were forgotten when it died and are already being
+      // re-replicated from the other copies: there is nothing left to drain.
+      n.admin = proto::DECOMMISSIONED;
+      Log("nn")->info("DataNode {}:{} ({}) is dead: decommissioned at once", n.id.ip(), n.id.xfer_port(),
+                      n.id.uuid());
+    } else {
+      Log("nn")->info("Decommissioning DataNode {}:{} ({}): {} replica(s) to copy elsewhere", n.id.ip(),
+                      n.id.xfer_port(), n.id.uuid(), n.blocks.size());
+      CheckDecommissionLocked();  // a node without blocks is done at once
+    }
+  } else if (!decommission && n.admin != proto::ADMIN_NORMAL) {
+    n.admin = proto::ADMIN_NORMAL;
+    n.decommission_wait.clear();
+    Log("nn")->info("DataNode {}:{} ({}) is back in service", n.id.ip(), n.id.xfer_port(), n.id.uuid());
+  }
+  *resp.mutable_node() = InfoLocked(n);
+  return resp;
+}
+
 // ---- Reports ----------------------------------------------------------------
 
 void BlockManager::FillStats(proto::GetStatsResponse* out) const {
   std::lock_guard<std::mutex> l(mu_);
-  uint32_t live = 0, dead = 0;
+  uint32_t live = 0, dead = 0, decommissioning = 0, decommissioned = 0;
+  uint64_t excess = 0, pending_deletion = 0;
   for (const auto& n : nodes_) {
+    if (n.admin == proto::DECOMMISSIONED) ++decommissioned;
     if (n.live) {
       ++live;
-      out->set_capacity(out->capacity() + n.capacity);
+      if (n.admin == proto::DECOMMISSION_IN_PROGRESS) ++decommissioning;
+      // As Hadoop counts them: a node leaving service adds what it stores, not its free space.
+      const bool in_service = n.admin == proto::ADMIN_NORMAL;
+      out->set_capacity(out->capacity() + (in_service ? n.capacity : n.dfs_used));
       out->set_dfs_used(out->dfs_used() + n.dfs_used);
-      out->set_remaining(out->remaining() + n.remaining);
+      out->set_remaining(out->remaining() + (in_service ? n.remaining : 0));
+      excess += n.excess.size();
+      pending_deletion += n.pending_deletes.size();
     } else {
       ++dead;
     }
   }
-  uint64_t under = 0, missing = 0, corrupt = 0;
+  // Hadoop's meanings: under-replicated blocks have a readable replica but
+  // fewer in-service ones than their replication; missing blocks have no
+  // readable replica (every replica lost or corrupt); blocks with corrupt
+  // replicas have at least one replica reported corrupt and not yet deleted.
+  // A block still being written is none of these.
+  uint64_t under = 0, missing = 0, missing_one = 0, corrupt = 0, highest = 0;
   for (const auto& [id, b] : blocks_) {
     if (!b.committed) continue;
-    if (b.nodes.empty() && !b.corrupt.empty()) ++corrupt;
-    if (b.nodes.empty()) ++missing;
-    else if (b.nodes.size() < b.expected) ++under;
+    const ReplicaCount count = CountLocked(b);
+    const bool corrupt_left = !b.corrupt.empty() || std::any_of(b.deleting.begin(), b.deleting.end(),
+                                                               [&](uint32_t n) { return nodes_[n].live; });
+    if (corrupt_left) ++corrupt;
+    if (b.nodes.empty()) {
+      ++missing;
+      if (b.expected == 1) ++missing_one;
+    } else if (count.in_service < b.expected) {
+      ++under;
+      if (count.in_service <= 1) ++highest;
+    } else if (count.in_service > b.expected) {
+      excess += count.in_service - b.expected;  // found, not yet chosen for deletion
+    }
   }
   out->set_live_datanodes(live);
   out->set_dead_datanodes(dead);
+  out->set_decommissioning_datanodes(decommissioning);
+  out->set_decommissioned_datanodes(decommissioned);
   out->set_total_blocks(blocks_.size());
   out->set_under_replicated_blocks(under);
   out->set_missing_blocks(missing);
+  out->set_missing_repl_one_blocks(missing_one);
+  out->set_highest_priority_blocks(highest);
   out->set_corrupt_blocks(corrupt);
+  out->set_excess_replicas(excess);
+  out->set_pending_deletion_blocks(pending_deletion);
+}
+
+proto::DatanodeInfo BlockManager::InfoLocked(const Node& n) const {
+  proto::DatanodeInfo info;
+  *info.mutable_id() = n.id;
+  info.set_capacity(n.capacity);
+  info.set_dfs_used(n.dfs_used);
+  info.set_remaining(n.remaining);
+  info.set_non_dfs_used(n.non_dfs_used);
+  info.set_num_blocks(n.blocks.size());
+  info.set_last_contact_ms(MillisSince(n.last_contact));
+  info.set_live(n.live);
+  info.set_xceivers(n.xceivers);
+  info.set_failed_volumes(n.failed_volumes);
+  info.set_admin_state(n.admin);
+  if (n.admin == proto::DECOMMISSION_IN_PROGRESS) {
+    const DecommissionProgress p = DecommissionProgressLocked(n);
+    info.set_decommission_under_replicated(p.under);
+    info.set_decommission_only_replicas(p.only);
+    if (p.blocked > 0) {
+      const size_t in_service = InServiceCountLocked();
+      info.set_decommission_note(fmt::format(
+          "{} block(s) need {} replicas but only {} DataNode(s) are in service, so the decommission cannot finish: "
+          "add a DataNode, lower their replication (dfs setrep), or cancel with `dfs admin recommission`",
+          p.blocked, p.blocked_need, in_service));
+    } else if (!n.live && p.under > 0) {
+      info.set_decommission_note(fmt::format(
+          "it died before all its blocks were copied: {} block(s) wait for re-replication from their other copies{}",
+          p.under,
+          p.only ? fmt::format(", and {} have no other copy: start it again so they can be copied", p.only) : ""));
+    } else if (safe_mode_ != SafeMode::kOff && p.under > 0) {
+      info.set_decommission_note("the NameNode is in safe mode and copies no blocks until it leaves it");
+    }
+  }
+  return info;
 }
 
 std::vector<proto::DatanodeInfo> BlockManager::DatanodeReport() const {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<proto::DatanodeInfo> out;
-  for (const auto& n : nodes_) {
-    proto::DatanodeInfo info;
-    *info.mutable_id() = n.id;
-    info.set_capacity(n.capacity);
-    info.set_dfs_used(n.dfs_used);
-    info.set_remaining(n.remaining);
-    info.set_non_dfs_used(n.non_dfs_used);
-    info.set_num_blocks(n.blocks.size());
-    info.set_last_contact_ms(MillisSince(n.last_contact));
-    info.set_live(n.live);
-    info.set_xceivers(n.xceivers);
-    info.set_failed_volumes(n.failed_volumes);
-    out.push_back(std::move(info));
-  }
+  for (const auto& n : nodes_) out.push_back(InfoLocked(n));
   return out;
 }
 

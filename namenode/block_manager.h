@@ -5,7 +5,19 @@
 // by the Namesystem), where each block's replicas are, which DataNodes are live,
 // and what each DataNode should be told in its next heartbeat (delete these
 // replicas, copy those to that node). It decides placement of new blocks, finds
-// under- and over-replicated blocks, and tracks safe mode.
+// under- and over-replicated blocks, tracks safe mode, and drains DataNodes
+// that are being decommissioned.
+//
+// Decommissioning: a DataNode's admin state is in service (normal),
+// decommission in progress, or decommissioned. Only in-service nodes take new
+// blocks or copies, and only their replicas count toward a block's replication
+// when deciding what to copy or delete; the replicas on the others stay valid
+// copy sources and readers get them last, and they are never deleted as excess.
+// A node in progress becomes decommissioned once every block it holds has its
+// full replication on in-service nodes (Hadoop's rule: it waits, however long,
+// rather than leave a block short; DatanodeReport says why it waits). The admin
+// state lives in memory, keyed by the node's uuid: it survives the node's
+// restarts but not the NameNode's (re-run the command after one).
 //
 // Thread-safety: every public method is thread-safe (one internal mutex). The
 // Namesystem calls it while holding its namespace lock (lock order: namespace,
@@ -68,6 +80,12 @@ class BlockManager {
                                                        const std::set<std::string>& excluded_uuids,
                                                        uint64_t block_size);
   void ReportBadReplica(BlockId id, uint64_t gen_stamp, const std::string& uuid);
+  // A block being written moved to a new generation stamp (pipeline or lease
+  // recovery): replicas known under the old one no longer count; the nodes
+  // that carry on report the block again under the new one.
+  void UpdateGenStamp(BlockId id, uint64_t gen_stamp);
+  // Every live DataNode (lease recovery asks them all for a block's replicas).
+  std::vector<proto::DatanodeId> LiveDatanodes() const;
 
   // ---- DataNode side ------------------------------------------------------
   Result<proto::DatanodeId> Register(const proto::DatanodeId& id, const proto::HeartbeatRequest& stats,
@@ -90,6 +108,14 @@ class BlockManager {
   void EnterSafeMode();  // manual: stays until LeaveSafeMode()
   void LeaveSafeMode();
 
+  // ---- Decommissioning ----------------------------------------------------
+  // Starts decommissioning (or, with decommission false, returns to service)
+  // the DataNode named by `datanode`: its uuid, ip:xferport or
+  // hostname:xferport (or ip or hostname alone when one node has it). A dead
+  // node is decommissioned at once: its replicas were already forgotten and
+  // are being re-replicated. NotFound names the accepted forms and the nodes.
+  Result<proto::SetDatanodeAdminStateResponse> SetAdminState(const std::string& datanode, bool decommission);
+
   // ---- Reports ------------------------------------------------------------
   void FillStats(proto::GetStatsResponse* out) const;
   std::vector<proto::DatanodeInfo> DatanodeReport() const;
@@ -105,6 +131,7 @@ class BlockManager {
     std::vector<uint32_t> nodes;    // DataNodes with a good replica
     std::vector<uint32_t> corrupt;  // DataNodes with a replica reported corrupt
     std::vector<uint32_t> deleting; // DataNodes told to delete their replica, not yet confirmed
+    std::vector<uint32_t> excess;   // DataNodes told to delete a replica over the target, not yet confirmed
   };
   struct Node {
     proto::DatanodeId id;
@@ -113,9 +140,28 @@ class BlockManager {
     uint64_t capacity = 0, dfs_used = 0, remaining = 0, non_dfs_used = 0;
     uint32_t xceivers = 0, failed_volumes = 0;
     uint32_t scheduled = 0;  // blocks placed here since its last heartbeat
+    // Blocks placed in the interval before: their writes may not have reached
+    // the node (and reserved their space there) when its last heartbeat left.
+    uint32_t scheduled_before = 0;
     std::unordered_set<uint64_t> blocks;
     std::vector<proto::Block> pending_deletes;
     std::vector<proto::BlockTransfer> pending_transfers;
+    proto::AdminState admin = proto::ADMIN_NORMAL;
+    std::unordered_set<uint64_t> excess;  // blocks whose replica here it was told to delete as excess
+    // Blocks it held when it died while decommissioning: they must reach their
+    // replication elsewhere before it counts as decommissioned.
+    std::vector<uint64_t> decommission_wait;
+  };
+  // A block's good replicas by the admin state of their nodes.
+  struct ReplicaCount {
+    uint32_t in_service = 0;
+    uint32_t decommissioning = 0;  // in progress or decommissioned
+  };
+  struct DecommissionProgress {
+    uint64_t under = 0;         // blocks not yet fully replicated on in-service nodes
+    uint64_t only = 0;          // of those, blocks with no in-service replica at all
+    uint64_t blocked = 0;       // of those, blocks needing more replicas than there are in-service nodes
+    uint32_t blocked_need = 0;  // the largest replication among the blocked ones
   };
   enum class SafeMode { kOff, kStartup, kManual };
 
@@ -128,6 +174,21 @@ class BlockManager {
   void CheckSafeModeLocked() const;
   static void ApplyStats(const proto::HeartbeatRequest& req, Node* n);
   uint32_t LoadLocked(const Node& n) const { return n.xceivers + n.scheduled; }
+  // Room for one more block of `bytes` after the blocks already sent its way
+  // (counted at the same size; the node reserves a block for each write it has).
+  static bool HasRoomLocked(const Node& n, uint64_t bytes) {
+    return n.remaining >= bytes * (1ull + n.scheduled + n.scheduled_before);
+  }
+  bool InServiceLocked(uint32_t node) const { return nodes_[node].live && nodes_[node].admin == proto::ADMIN_NORMAL; }
+  size_t InServiceCountLocked() const;
+  ReplicaCount CountLocked(const BlockInfo& b) const;
+  // Whether a block on a decommissioning node is replicated well enough elsewhere.
+  bool DecommissionSufficientLocked(uint64_t block_id) const;
+  DecommissionProgress DecommissionProgressLocked(const Node& n) const;
+  // Moves nodes whose blocks are all safe elsewhere from in progress to decommissioned.
+  void CheckDecommissionLocked();
+  Result<uint32_t> ResolveNodeLocked(const std::string& spec) const;
+  proto::DatanodeInfo InfoLocked(const Node& n) const;
 
   const Options opts_;
   mutable std::mutex mu_;
@@ -135,6 +196,7 @@ class BlockManager {
   std::vector<Node> nodes_;  // index = node number; never shrinks
   std::unordered_map<std::string, uint32_t> node_by_uuid_;
   std::map<uint64_t, Clock::time_point> pending_replication_;  // block → give up at
+  std::map<uint64_t, std::vector<uint32_t>> pending_targets_;  // block → nodes its copies go to
   mutable std::mt19937_64 rng_{std::random_device{}()};
 
   // Safe mode accounting: committed blocks, and those with at least one live replica.

@@ -27,6 +27,12 @@ inline void AppendBE64(std::string* out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (i * 8)));
 }
 
+inline std::string EncodeBE64(uint64_t v) {
+  std::string s;
+  AppendBE64(&s, v);
+  return s;
+}
+
 inline uint64_t DecodeBE64(std::string_view p) {
   uint64_t v = 0;
   for (int i = 0; i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(p[static_cast<size_t>(i)]);

@@ -12,6 +12,8 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace dfs::namenode {
 
@@ -26,6 +28,11 @@ class LeaseManager {
   // True when the holder has not renewed within `soft_limit` (or holds nothing).
   bool IsStale(const std::string& holder, std::chrono::milliseconds soft_limit) const;
   size_t NumLeases() const;
+  // Every (holder, file) whose holder has not renewed within `hard_limit`: the
+  // writer is presumed dead and its files need lease recovery.
+  std::vector<std::pair<std::string, uint64_t>> Expired(std::chrono::milliseconds hard_limit) const;
+  // Moves one file's lease to another holder (the NameNode, while it recovers the file).
+  void Reassign(const std::string& from, uint64_t inode, const std::string& to);
 
  private:
   struct Lease {

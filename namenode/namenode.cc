@@ -36,6 +36,8 @@ Result<std::unique_ptr<NameNode>> NameNode::Create(const Config& conf) {
   no.ls_limit = static_cast<uint32_t>(conf.GetInt("dfs.ls.limit"));
   no.supergroup = conf.GetString("dfs.permissions.superusergroup");
   no.lease_soft_limit = conf.GetDuration("dfs.namenode.lease.soft-limit");
+  no.lease_hard_limit = conf.GetDuration("dfs.namenode.lease.hard-limit");
+  no.socket_timeout = conf.GetDuration("dfs.client.socket-timeout");
   const std::string dir = conf.GetString("dfs.namenode.name.dir");
   DFS_ASSIGN_OR_RETURN(nn->ns_, Namesystem::Open(dir, no, nn->blocks_.get()));
   return nn;
@@ -58,6 +60,7 @@ Status NameNode::Start() {
   RegisterNameNodeService(rpc_.get(), ns_.get(), blocks_.get());
   DFS_RETURN_IF_ERROR(rpc_->Start());
   monitor_ = std::thread([this] { MonitorLoop(); });
+  lease_recovery_ = std::thread([this] { LeaseRecoveryLoop(); });
   Log("nn")->info("NameNode of cluster {} serving RPC on {}:{} (metadata in {})", ns_->cluster_id(), ro.bind_host,
                   rpc_->port(), conf_.GetString("dfs.namenode.name.dir"));
   return Status::OK();
@@ -72,6 +75,7 @@ void NameNode::Shutdown() {
   cv_.notify_all();
   if (rpc_) rpc_->Shutdown();
   if (monitor_.joinable()) monitor_.join();
+  if (lease_recovery_.joinable()) lease_recovery_.join();
   Log("nn")->info("NameNode stopped");
 }
 
@@ -89,6 +93,17 @@ void NameNode::MonitorLoop() {
       blocks_->ComputeReplicationWork();
       next_replication = std::chrono::steady_clock::now() + replication_every;
     }
+    l.lock();
+  }
+}
+
+void NameNode::LeaseRecoveryLoop() {
+  const auto hard_limit = conf_.GetDuration("dfs.namenode.lease.hard-limit");
+  const auto tick = std::clamp(hard_limit / 4, std::chrono::milliseconds(100), std::chrono::milliseconds(5000));
+  std::unique_lock<std::mutex> l(mu_);
+  while (!cv_.wait_for(l, tick, [this] { return stopping_; })) {
+    l.unlock();
+    ns_->RecoverExpiredLeases();
     l.lock();
   }
 }

@@ -44,12 +44,16 @@ class NameNode : public Daemon {
  private:
   explicit NameNode(const Config& conf);
   void MonitorLoop();
+  // Recovers the files of writers whose leases passed the hard limit. Its own
+  // thread, because it talks to DataNodes and must not hold up the monitor.
+  void LeaseRecoveryLoop();
 
   Config conf_;
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Namesystem> ns_;
   std::unique_ptr<rpc::RpcServer> rpc_;
   std::thread monitor_;
+  std::thread lease_recovery_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool stopping_ = false;

@@ -34,6 +34,9 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
       });
   s->Register<AddBlockRequest, AddBlockResponse>(
       ADD_BLOCK, "addBlock", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->AddBlock(CallerOf(c), rq, rs); });
+  s->Register<UpdateBlockForPipelineRequest, UpdateBlockForPipelineResponse>(
+      UPDATE_BLOCK_FOR_PIPELINE, "updateBlockForPipeline",
+      [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->UpdateBlockForPipeline(CallerOf(c), rq, rs); });
   s->Register<AbandonBlockRequest, AbandonBlockResponse>(
       ABANDON_BLOCK, "abandonBlock",
       [ns](const Ctx& c, const auto& rq, auto*) { return ns->AbandonBlock(CallerOf(c), rq); });
@@ -99,6 +102,13 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
     rs->set_status(bm->SafeModeStatus());
     return Status::OK();
   });
+  s->Register<SetDatanodeAdminStateRequest, SetDatanodeAdminStateResponse>(
+      SET_DATANODE_ADMIN_STATE, "setDatanodeAdminState", [bm](const Ctx& c, const auto& rq, auto* rs) -> Status {
+        Log("nn")->info("{} of DataNode '{}' requested by {} at {}",
+                        rq.decommission() ? "Decommission" : "Recommission", rq.datanode(), c.user, c.peer_ip);
+        DFS_ASSIGN_OR_RETURN(*rs, bm->SetAdminState(rq.datanode(), rq.decommission()));
+        return Status::OK();
+      });
 
   // ---- DataNode protocol ------------------------------------------------
   s->Register<RegisterDatanodeRequest, RegisterDatanodeResponse>(

@@ -31,11 +31,6 @@ std::string NewClusterId() {
   return fmt::format("CID-{:016x}{:016x}", rng(), rng());
 }
 
-std::string U64(uint64_t v) {
-  std::string s;
-  AppendBE64(&s, v);
-  return s;
-}
 
 }  // namespace
 
@@ -83,10 +78,10 @@ Status Namesystem::Format() {
   PutParent(&b, 2, kRootInodeId.value(), "tmp");
   PutDentry(&b, kRootInodeId.value(), "user", dir(3, 0755, 0));
   PutParent(&b, 3, kRootInodeId.value(), "user");
-  PutMeta(&b, kMetaNextInodeId, U64(4));
-  PutMeta(&b, kMetaNextBlockId, U64(kFirstBlockId));
-  PutMeta(&b, kMetaNextGenStamp, U64(kFirstGenStamp));
-  PutMeta(&b, kMetaLayoutVersion, U64(kLayoutVersion));
+  PutMeta(&b, kMetaNextInodeId, EncodeBE64(4));
+  PutMeta(&b, kMetaNextBlockId, EncodeBE64(kFirstBlockId));
+  PutMeta(&b, kMetaNextGenStamp, EncodeBE64(kFirstGenStamp));
+  PutMeta(&b, kMetaLayoutVersion, EncodeBE64(kLayoutVersion));
   PutMeta(&b, kMetaClusterId, cluster_id_);  // last: its presence means "formatted"
   DFS_ASSIGN_OR_RETURN(uint64_t ticket, store_->Apply(&b));
   DFS_RETURN_IF_ERROR(store_->WaitDurable(ticket));
@@ -269,7 +264,7 @@ void Namesystem::FillStats(proto::GetStatsResponse* resp) const {
 
 uint64_t Namesystem::NewInodeId(rocksdb::WriteBatch* batch) {
   uint64_t id = next_inode_id_++;
-  PutMeta(batch, kMetaNextInodeId, U64(next_inode_id_));
+  PutMeta(batch, kMetaNextInodeId, EncodeBE64(next_inode_id_));
   return id;
 }
 

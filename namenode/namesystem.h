@@ -51,6 +51,8 @@ class Namesystem {
     uint32_t ls_limit = 1000;
     std::string supergroup = "supergroup";
     std::chrono::milliseconds lease_soft_limit{60'000};
+    std::chrono::milliseconds lease_hard_limit{300'000};
+    std::chrono::milliseconds socket_timeout{60'000};  // talking to DataNodes during lease recovery
   };
 
   // Opens the namespace under `dir`, formatting it (root, /tmp, /user and a new
@@ -84,6 +86,14 @@ class Namesystem {
   Status SetOwner(const Caller& c, const proto::SetOwnerRequest& req);
   Status SetTimes(const Caller& c, const proto::SetTimesRequest& req);
   Status RenewLease(const Caller& c);
+  // Pipeline recovery: a new generation stamp for the file's last block, recorded durably.
+  Status UpdateBlockForPipeline(const Caller& c, const proto::UpdateBlockForPipelineRequest& req,
+                                proto::UpdateBlockForPipelineResponse* resp);
+  // Lease recovery: closes every file whose writer has not renewed its lease
+  // within the hard limit, at the longest length its surviving replicas agree
+  // on. Talks to DataNodes; call from a background thread. Returns the number
+  // of files closed.
+  size_t RecoverExpiredLeases();
   Status GetContentSummary(const proto::GetContentSummaryRequest& req, proto::GetContentSummaryResponse* resp);
   void FillStats(proto::GetStatsResponse* resp) const;
 
@@ -133,6 +143,10 @@ class Namesystem {
   // Applies `change` to the record at `path` in one batch; *updated gets the result.
   Status UpdateRecord(const std::string& path, const std::function<Status(proto::InodeRecord*)>& change,
                       proto::InodeRecord* updated = nullptr);
+  // The file with this inode id (path-independent).
+  Status FindFile(uint64_t inode_id, Entry* out) const;
+  // Lease recovery of one file; OK when it is closed (or gone), else why not yet.
+  Status RecoverFile(const std::string& holder, uint64_t inode_id);
   void ToFileStatus(std::string_view name, const proto::InodeRecord& rec, proto::FileStatus* out) const;
   uint64_t NewInodeId(rocksdb::WriteBatch* batch);
   Status Commit(rocksdb::WriteBatch* batch, uint64_t* ticket);

@@ -11,29 +11,12 @@
 
 namespace dfs::namenode {
 
-namespace {
-
-std::string U64(uint64_t v) {
-  std::string s;
-  AppendBE64(&s, v);
-  return s;
-}
-
-}  // namespace
-
 Status Namesystem::ResolveFileForWrite(const Caller& c, uint64_t inode_id, const std::string& path,
                                        Entry* out) const {
   if (inode_id != 0) {
-    uint64_t parent = 0;
-    std::string name;
-    Status s = store_->GetParent(inode_id, &parent, &name);
-    if (s.IsNotFound()) {
-      return Status::NotFound(fmt::format("{} was deleted while it was being written", path));
-    }
+    Status s = FindFile(inode_id, out);
+    if (s.IsNotFound()) return Status::NotFound(fmt::format("{} was deleted while it was being written", path));
     DFS_RETURN_IF_ERROR(s);
-    auto rec = store_->GetDentry(parent, name);
-    if (!rec.ok()) return rec.status();
-    *out = Entry{parent, name, std::move(rec).value()};
   } else {
     Chain chain;
     DFS_RETURN_IF_ERROR(Resolve(path, &chain));
@@ -47,6 +30,15 @@ Status Namesystem::ResolveFileForWrite(const Caller& c, uint64_t inode_id, const
     return Status::LeaseConflict(
         fmt::format("{} is being written by another client ({})", path, out->rec.lease_holder()));
   }
+  return Status::OK();
+}
+
+Status Namesystem::FindFile(uint64_t inode_id, Entry* out) const {
+  uint64_t parent = 0;
+  std::string name;
+  DFS_RETURN_IF_ERROR(store_->GetParent(inode_id, &parent, &name));
+  DFS_ASSIGN_OR_RETURN(proto::InodeRecord rec, store_->GetDentry(parent, name));
+  *out = Entry{parent, name, std::move(rec)};
   return Status::OK();
 }
 
@@ -84,8 +76,8 @@ Status Namesystem::AddBlock(const Caller& c, const proto::AddBlockRequest& req, 
     DFS_ASSIGN_OR_RETURN(auto targets, blocks_->ChooseTargets(rec.replication(), c.ip, excluded, rec.block_size()));
     const uint64_t id = next_block_id_++;
     const uint64_t gs = next_gen_stamp_++;
-    PutMeta(&batch, kMetaNextBlockId, U64(next_block_id_));
-    PutMeta(&batch, kMetaNextGenStamp, U64(next_gen_stamp_));
+    PutMeta(&batch, kMetaNextBlockId, EncodeBE64(next_block_id_));
+    PutMeta(&batch, kMetaNextGenStamp, EncodeBE64(next_gen_stamp_));
     proto::BlockRecord br;
     br.set_inode_id(rec.id());
     br.set_gen_stamp(gs);
@@ -145,7 +137,9 @@ Status Namesystem::ApplyComplete(const Caller& c, const proto::CompleteRequest& 
       uint32_t have = blocks_->LiveReplicas(BlockId(id));
       if (have < need) {
         resp->set_completed(false);
-        resp->set_waiting_for(fmt::format("{} has {} of the {} replicas needed", BlockName(BlockId(id)), have, need));
+        resp->set_waiting_for(fmt::format(
+            "{} has {} of the {} replicas a close needs (dfs.namenode.replication.min; {} DataNode(s) live)",
+            BlockName(BlockId(id)), have, need, blocks_->NumLiveDatanodes()));
         return Status::OK();
       }
     }

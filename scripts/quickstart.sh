@@ -94,6 +94,13 @@ fi
 [ -x "$BIN/dfs" ] || { echo "no dfs binaries in $BIN" >&2; exit 1; }
 
 mkdir -p "$LOGS" "$PIDS"
+if [ "$DFS_DATANODES" -lt 3 ] && [ ! -e "$DFS_HOME/dfs.conf" ]; then
+  # Fewer DataNodes than the default 3 replicas: a close needs 2 of them
+  # (dfs.namenode.replication.min), so ask for no more replicas than there are nodes.
+  printf '# written by scripts/quickstart.sh for %s DataNode(s)\ndfs.replication = %s\n' \
+    "$DFS_DATANODES" "$DFS_DATANODES" >"$DFS_HOME/dfs.conf"
+  say "==> Wrote $DFS_HOME/dfs.conf: dfs.replication = $DFS_DATANODES"
+fi
 say "==> Starting a NameNode and $DFS_DATANODES DataNode(s) on 127.0.0.1 (state in $DFS_HOME)"
 start_daemon namenode "$BIN/dfs-namenode"
 for i in $(seq 1 "$DFS_DATANODES"); do

@@ -268,3 +268,199 @@ TEST_CASE("block store spreads replicas over several dirs and counts failed ones
   REQUIRE_FALSE(bad.ok());
   CHECK(bad.status().message().find("not_a_dir/x") != std::string::npos);
 }
+
+// ---------------------------------------------------------------------------
+// Failing and full volumes, and the capacity limit
+
+namespace {
+
+// The data dir of `dirs` that holds the replica of `id`.
+std::string HolderOf(const std::vector<std::string>& dirs, uint64_t id, uint64_t gs) {
+  for (const auto& d : dirs) {
+    if (fs::exists(FinalPath(d, id, gs))) return d;
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST_CASE("block store takes a volume with I/O errors out of service and keeps the others", "[block_store]") {
+  TempDir t;
+  const std::vector<std::string> dirs = {t.path() + "/a", t.path() + "/b"};
+  BlockStore::Options o;
+  o.dirs = dirs;
+  o.sync_on_close = false;
+  std::vector<std::string> failed;
+  o.on_volume_failure = [&](const std::string& dir, const dfs::Status&) { failed.push_back(dir); };
+  auto opened = BlockStore::Open(o);
+  REQUIRE(opened.ok());
+  auto& store = **opened;
+  for (uint64_t id = 1; id <= 10; ++id) WriteReplica(store, id, 1, RandomBytes(3000, id));
+  std::map<std::string, std::vector<uint64_t>> on;
+  for (uint64_t id = 1; id <= 10; ++id) on[HolderOf(dirs, id, 1)].push_back(id);
+  REQUIRE(on[dirs[0]].size() > 0);
+  REQUIRE(on[dirs[1]].size() > 0);
+
+  // A read on /a meets EIO: /a is out, with its replicas; /b carries on.
+  store.InjectFault(dirs[0], EIO);
+  auto r = store.OpenForRead(Blk(on[dirs[0]][0], 1));
+  REQUIRE(r.ok());
+  std::string buf(3000, '\0');
+  auto s = (*r)->ReadData(0, buf.size(), buf.data());
+  CHECK(s.code() == dfs::StatusCode::kIOError);
+  CHECK_THAT(s.message(), Catch::Contains(dirs[0]) && Catch::Contains("out of service"));
+  CHECK(failed == std::vector<std::string>{dirs[0]});
+  CHECK(store.failed_volumes() == 1);
+  CHECK(store.volumes() == std::vector<std::string>{dirs[1]});
+  CHECK(store.num_replicas() == on[dirs[1]].size());
+  for (uint64_t id : on[dirs[0]]) {
+    CHECK_FALSE(store.GetReplica(dfs::BlockId(id)).has_value());
+    CHECK(store.OpenForRead(Blk(id, 1)).status().code() == dfs::StatusCode::kNotFound);
+  }
+  for (uint64_t id : on[dirs[1]]) CHECK(ReadReplica(store, id, 1) == RandomBytes(3000, id));
+  // New replicas all go to /b; the failure is reported once.
+  for (uint64_t id = 20; id < 24; ++id) {
+    WriteReplica(store, id, 1, RandomBytes(100, id));
+    CHECK(HolderOf(dirs, id, 1) == dirs[1]);
+  }
+  CHECK(failed.size() == 1);
+
+  // A write on the last volume meets EIO: nothing is left to store on.
+  store.InjectFault(dirs[1], EIO);
+  auto w = store.CreateTemporary(Blk(30, 1), 512);
+  REQUIRE(w.ok());
+  std::string data = RandomBytes(512, 30);
+  std::vector<uint64_t> sums(1);
+  dfs::ComputePacketChecksums(0, data.data(), data.size(), 512, sums.data());
+  CHECK((*w)->Append(data.data(), data.size(), sums.data()).code() == dfs::StatusCode::kIOError);
+  CHECK(store.failed_volumes() == 2);
+  CHECK(store.volumes().empty());
+  CHECK(store.num_replicas() == 0);
+  auto none = store.CreateTemporary(Blk(31, 1), 512);
+  CHECK(none.status().code() == dfs::StatusCode::kIOError);
+  CHECK_THAT(none.status().message(), Catch::Contains("every data dir"));
+  CHECK(store.capacity() == 0);
+  CHECK(store.remaining() == 0);
+}
+
+TEST_CASE("block store fails a vanished data dir at its next error, but not for one missing file", "[block_store]") {
+  TempDir t;
+  const std::vector<std::string> dirs = {t.path() + "/a", t.path() + "/b"};
+  auto store = OpenStore(dirs);
+  for (uint64_t id = 1; id <= 10; ++id) WriteReplica(*store, id, 1, RandomBytes(700, id));
+  std::map<std::string, std::vector<uint64_t>> on;
+  for (uint64_t id = 1; id <= 10; ++id) on[HolderOf(dirs, id, 1)].push_back(id);
+  REQUIRE(on[dirs[0]].size() > 1);
+  REQUIRE(on[dirs[1]].size() > 0);
+  CHECK(store->CheckVolumes() == 0);
+
+  // One replica's file removed by hand: that read fails, the volume stays.
+  fs::remove(FinalPath(dirs[0], on[dirs[0]][0], 1));
+  CHECK(store->OpenForRead(Blk(on[dirs[0]][0], 1)).status().code() == dfs::StatusCode::kNotFound);
+  CHECK(store->failed_volumes() == 0);
+  CHECK(ReadReplica(*store, on[dirs[0]][1], 1) == RandomBytes(700, on[dirs[0]][1]));
+
+  // The disk behind /a goes away (here: its directory is replaced by a file).
+  fs::rename(dirs[0], t.path() + "/a.gone");
+  std::ofstream(dirs[0]) << "not a directory";
+  CHECK_FALSE(store->OpenForRead(Blk(on[dirs[0]][1], 1)).ok());
+  CHECK(store->failed_volumes() == 1);
+  CHECK(store->volumes() == std::vector<std::string>{dirs[1]});
+  CHECK(store->num_replicas() == on[dirs[1]].size());
+  WriteReplica(*store, 50, 1, RandomBytes(100, 50));
+  CHECK(HolderOf(dirs, 50, 1) == dirs[1]);
+
+  // The periodic check finds a broken volume without any read.
+  fs::remove_all(dirs[1] + "/tmp");
+  CHECK(store->CheckVolumes() == 1);
+  CHECK(store->volumes().empty());
+}
+
+TEST_CASE("block store fails a write cleanly when the disk is full and keeps the volume", "[block_store]") {
+  TempDir t;
+  auto store = OpenStore({t.path()});
+  store->InjectFault(t.path(), ENOSPC);
+  auto w = store->CreateTemporary(Blk(1, 1), 512);
+  REQUIRE(w.ok());
+  std::string data = RandomBytes(1024, 1);
+  std::vector<uint64_t> sums(2);
+  dfs::ComputePacketChecksums(0, data.data(), data.size(), 512, sums.data());
+  auto s = (*w)->Append(data.data(), data.size(), sums.data());
+  CHECK(s.code() == dfs::StatusCode::kNoSpace);
+  CHECK(fs::is_empty(t.path() + "/tmp"));  // removed at once, whatever the caller does next
+  (*w)->Suspend();                          // e.g. a pipeline that would keep it: nothing to keep
+  CHECK(fs::is_empty(t.path() + "/tmp"));
+  CHECK(store->failed_volumes() == 0);
+  CHECK(store->volumes().size() == 1);
+  store->InjectFault(t.path(), 0);
+  WriteReplica(*store, 2, 1, data);
+  CHECK(ReadReplica(*store, 2, 1) == data);
+}
+
+TEST_CASE("block store keeps to its capacity limit and reserves a block per write", "[block_store]") {
+  TempDir t;
+  BlockStore::Options o;
+  o.dirs = {t.path()};
+  o.sync_on_close = false;
+  o.capacity = 40000;
+  o.block_size = 8192;
+  auto opened = BlockStore::Open(o);
+  REQUIRE(opened.ok());
+  auto& store = **opened;
+  CHECK(store.capacity() == 40000);
+  CHECK(store.remaining() == 40000);
+
+  WriteReplica(store, 1, 1, RandomBytes(5000, 1));  // 5000 + 16 + 10 * 8 bytes with its meta file
+  CHECK(store.dfs_used() == 5096);
+  CHECK(store.remaining() == 40000 - 5096);
+
+  // A replica being written holds a block's room (and its meta header) until it has written more.
+  auto w = store.CreateTemporary(Blk(2, 1), 512);
+  REQUIRE(w.ok());
+  CHECK(store.remaining() == 40000 - 5096 - 16 - 8192);
+  AppendAll(**w, RandomBytes(4096, 2), 4096);
+  CHECK(store.remaining() == 40000 - 5096 - 16 - 8192);
+
+  // Writing past the limit fails, names the dir and the key, and leaves nothing behind.
+  const std::string more = RandomBytes(32000, 3);
+  std::vector<uint64_t> sums(dfs::PacketChunks(4096, more.size(), 512));
+  dfs::ComputePacketChecksums(4096, more.data(), more.size(), 512, sums.data());
+  auto s = (*w)->Append(more.data(), more.size(), sums.data());
+  CHECK(s.code() == dfs::StatusCode::kNoSpace);
+  CHECK_THAT(s.message(), Catch::Contains("dfs.datanode.capacity") && Catch::Contains(t.path()));
+  CHECK(fs::is_empty(t.path() + "/tmp"));
+  CHECK(store.remaining() == 40000 - 5096);
+  CHECK(store.num_replicas() == 1);
+
+  // What fits is stored, up to the limit.
+  WriteReplica(store, 4, 1, RandomBytes(30000, 4));  // 30000 + 16 + 59 * 8
+  CHECK(store.dfs_used() == 5096 + 30488);
+  CHECK(store.remaining() == 0);  // 4416 left: less than a block, so the NameNode must not count on it
+  auto last = store.CreateTemporary(Blk(5, 1), 512);
+  REQUIRE(last.ok());  // a short replica may still fit
+  AppendAll(**last, RandomBytes(2000, 5), 2000);
+  REQUIRE((*last)->Finalize().ok());
+  REQUIRE(store.Delete(Blk(4, 1)).ok());
+  CHECK(store.remaining() == 40000 - 5096 - (2000 + 16 + 4 * 8));
+}
+
+TEST_CASE("block store prefers volumes with room for a whole block", "[block_store]") {
+  TempDir t;
+  BlockStore::Options o;
+  o.dirs = {t.path() + "/a", t.path() + "/b"};
+  o.sync_on_close = false;
+  o.capacity = 10000;
+  o.block_size = 4096;
+  auto opened = BlockStore::Open(o);
+  REQUIRE(opened.ok());
+  auto& store = **opened;
+  // Fill /a or /b to below a block of room: new replicas then go to the other one.
+  WriteReplica(store, 1, 1, RandomBytes(6500, 1));
+  const std::string first = HolderOf(o.dirs, 1, 1);
+  const std::string other = first == o.dirs[0] ? o.dirs[1] : o.dirs[0];
+  CHECK(store.remaining() == 10000);  // only the other volume counts
+  for (uint64_t id = 2; id < 6; ++id) {
+    WriteReplica(store, id, 1, RandomBytes(100, id));
+    CHECK(HolderOf(o.dirs, id, 1) == other);
+  }
+}

@@ -55,7 +55,9 @@ TEST_CASE("fsck: under-replicated is healthy, missing and corrupt are not", "[cl
   auto r = h.Run({"fsck", "/data"});
   CHECK(r.rc == 0);
   CHECK(r.out.find("/data/one:  Under replicated blk_") != std::string::npos);
-  CHECK(r.out.find("Target Replicas is 3 but found 1 live replica(s).") != std::string::npos);
+  CHECK(r.out.find("Target Replicas is 3 but found 1 live replica(s), 0 decommissioned replica(s), 0 "
+                   "decommissioning replica(s).") != std::string::npos);
+  CHECK(r.out.find(" Missing replicas:\t\t8 (66.7 %)\n") != std::string::npos);
   CHECK(r.out.find(" Under-replicated blocks:\t4 (100.0 %)\n") != std::string::npos);
   CHECK(r.out.find("is HEALTHY\n") != std::string::npos);
 
@@ -79,6 +81,161 @@ TEST_CASE("fsck: under-replicated is healthy, missing and corrupt are not", "[cl
   CHECK(missing.rc == 1);
   CHECK(missing.err == "dfs: '/nope': No such file or directory\n");
   CHECK(h.Run({"fsck", "/", "-move"}).rc == 2);
+}
+
+// Three DataNodes dn-0..dn-2 on 127.0.0.1:9866..9868, the ones FakeFs puts replicas on.
+void AddDatanodes(testing::FakeFs& fs) {
+  for (int i = 0; i < 3; ++i) {
+    proto::DatanodeInfo d;
+    d.mutable_id()->set_uuid("dn-" + std::to_string(i));
+    d.mutable_id()->set_ip("127.0.0.1");
+    d.mutable_id()->set_xfer_port(9866 + i);
+    d.mutable_id()->set_hostname("host" + std::to_string(i));
+    d.set_live(true);
+    fs.datanodes.push_back(d);
+  }
+}
+
+TEST_CASE("fsck counts replicas on decommissioning and decommissioned DataNodes as Hadoop does", "[cli]") {
+  ShellHarness h;
+  AddTree(*h.fs);
+  AddDatanodes(*h.fs);
+  h.fs->datanodes[2].set_admin_state(proto::DECOMMISSION_IN_PROGRESS);
+  // Every block: 2 live + 1 decommissioning = 3, as many as the replication: not under-replicated.
+  auto r = h.Run({"fsck", "/data", "-files", "-blocks", "-replicaDetails"});
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("/data/one 1366 bytes, replicated: replication=3, 1 block(s):  OK\n") != std::string::npos);
+  CHECK(r.out.find("len=1366 Live_repl=2  [DatanodeInfoWithStorage[127.0.0.1:9866,dn-0,DISK](LIVE), "
+                   "DatanodeInfoWithStorage[127.0.0.1:9867,dn-1,DISK](LIVE), "
+                   "DatanodeInfoWithStorage[127.0.0.1:9868,dn-2,DISK](DECOMMISSIONING)]\n") != std::string::npos);
+  CHECK(r.out.find(" Under-replicated blocks:\t0 (0.0 %)\n Mis-replicated blocks:\t\t0 (0.0 %)\n") !=
+        std::string::npos);
+  CHECK(r.out.find(" Missing replicas:\t\t0 (0.0 %)\n DecommissioningReplicas:\t4\n") != std::string::npos);
+  CHECK(r.out.find("DecommissionedReplicas") == std::string::npos);
+
+  // dn-1 decommissioned and dn-2's replicas gone: 1 live + 1 decommissioned of 3.
+  h.fs->datanodes[1].set_admin_state(proto::DECOMMISSIONED);
+  h.fs->datanodes[2].set_admin_state(proto::ADMIN_NORMAL);
+  h.fs->max_live_replicas = 2;
+  r = h.Run({"fsck", "/data"});
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("/data/one:  Under replicated blk_") != std::string::npos);
+  CHECK(r.out.find("Target Replicas is 3 but found 1 live replica(s), 1 decommissioned replica(s), 0 "
+                   "decommissioning replica(s).\n") != std::string::npos);
+  CHECK(r.out.find(" Under-replicated blocks:\t4 (100.0 %)\n") != std::string::npos);
+  CHECK(r.out.find(" Missing replicas:\t\t4 (33.3 %)\n DecommissionedReplicas:\t4\n") != std::string::npos);
+  CHECK(r.out.find(" Average block replication:\t2.0\n") != std::string::npos);
+
+  // A fourth live replica makes a block over-replicated.
+  h.fs->max_live_replicas = 3;
+  h.fs->datanodes[1].set_admin_state(proto::ADMIN_NORMAL);
+  h.fs->locations_hook = [](const std::string& path, std::vector<client::BlockLocation>* blocks) {
+    if (path != "/data/one") return;
+    proto::DatanodeId extra;
+    extra.set_uuid("dn-9");
+    extra.set_ip("127.0.0.2");
+    extra.set_xfer_port(9866);
+    (*blocks)[0].replicas.push_back(extra);
+  };
+  r = h.Run({"fsck", "/data"});
+  CHECK(r.out.find(" Over-replicated blocks:\t1 (25.0 %)\n") != std::string::npos);
+  CHECK(r.out.find("is HEALTHY") != std::string::npos);
+}
+
+TEST_CASE("admin decommission and recommission", "[cli]") {
+  ShellHarness h;
+  AddDatanodes(*h.fs);
+  h.fs->datanodes[0].set_decommission_under_replicated(5);
+  auto r = h.Run({"admin", "decommission", "127.0.0.1:9866"});
+  CHECK(r.rc == 0);
+  CHECK(r.out == "127.0.0.1:9866 (host0) is being decommissioned: 5 block(s) still to copy to other DataNodes; "
+                 "`dfs admin report` shows the progress\n");
+  CHECK(h.fs->datanodes[0].admin_state() == proto::DECOMMISSION_IN_PROGRESS);
+  r = h.Run({"dfsadmin", "-decommission", "dn-0"});
+  CHECK(r.out.find("is already being decommissioned: 5 block(s)") != std::string::npos);
+
+  // Several at once; an unknown one fails alone, with the accepted forms.
+  h.fs->datanodes[2].set_live(false);
+  r = h.Run({"admin", "decommission", "nosuch:1", "dn-2"});
+  CHECK(r.rc == 1);
+  CHECK(r.err == "dfs: decommission nosuch:1: unknown DataNode 'nosuch:1': name it by its uuid, ip:xferport or "
+                 "hostname:xferport\n");
+  CHECK(r.out.find("127.0.0.1:9868 (host2) is dead, so it is decommissioned at once") != std::string::npos);
+  CHECK(h.Run({"admin", "decommission"}).rc == 2);
+  CHECK(h.Run({"admin", "decommission", "-x", "dn-1"}).rc == 2);
+
+  // A warning when it cannot finish.
+  h.fs->datanodes[1].set_decommission_note("2 block(s) need 3 replicas but only 2 DataNode(s) are in service");
+  r = h.Run({"admin", "decommission", "dn-1"});
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("\nWARNING: 2 block(s) need 3 replicas but only 2 DataNode(s) are in service\n") !=
+        std::string::npos);
+
+  r = h.Run({"admin", "recommission", "dn-1"});
+  CHECK(r.rc == 0);
+  CHECK(r.out.rfind("127.0.0.1:9867 (host1) is back in service", 0) == 0);
+  CHECK(h.Run({"admin", "recommission", "dn-1"}).out == "127.0.0.1:9867 (host1) is already in service\n");
+  CHECK(h.fs->log == std::vector<std::string>{"decommission 127.0.0.1:9866", "decommission dn-0",
+                                              "decommission nosuch:1", "decommission dn-2", "decommission dn-1",
+                                              "recommission dn-1", "recommission dn-1"});
+
+  // -w polls the report until the node is decommissioned.
+  int polls = 0;
+  h.on_sleep = [&] {
+    if (++polls == 2) h.fs->datanodes[1].set_admin_state(proto::DECOMMISSIONED);
+    return true;
+  };
+  h.fs->datanodes[1].clear_decommission_note();
+  r = h.Run({"admin", "decommission", "-w", "dn-1"});
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("Waiting for the decommission to finish ..... done: safe to switch off\n") != std::string::npos);
+  CHECK(h.sleeps == 2);
+}
+
+TEST_CASE("admin report shows each DataNode's decommission status and the replication counts", "[cli]") {
+  ShellHarness h;
+  AddDatanodes(*h.fs);
+  h.fs->datanodes[1].set_admin_state(proto::DECOMMISSION_IN_PROGRESS);
+  h.fs->datanodes[1].set_decommission_under_replicated(12);
+  h.fs->datanodes[1].set_decommission_only_replicas(2);
+  h.fs->datanodes[2].set_admin_state(proto::DECOMMISSIONED);
+  h.fs->stats.set_under_replicated_blocks(12);
+  h.fs->stats.set_corrupt_blocks(1);
+  h.fs->stats.set_missing_blocks(3);
+  h.fs->stats.set_missing_repl_one_blocks(2);
+  h.fs->stats.set_highest_priority_blocks(4);
+  h.fs->stats.set_pending_deletion_blocks(5);
+  h.fs->stats.set_excess_replicas(6);
+  h.fs->stats.set_total_blocks(40);
+  h.fs->stats.set_decommissioning_datanodes(1);
+  h.fs->stats.set_decommissioned_datanodes(1);
+  auto r = h.Run({"admin", "report"});
+  CHECK(r.rc == 0);
+  CHECK(r.out.find("Replicated Blocks:\n"
+                   "\tUnder replicated blocks: 12\n"
+                   "\tBlocks with corrupt replicas: 1\n"
+                   "\tMissing blocks: 3\n"
+                   "\tMissing blocks (with replication factor 1): 2\n"
+                   "\tLow redundancy blocks with highest priority to recover: 4\n"
+                   "\tPending deletion blocks: 5\n"
+                   "\tExcess replicas: 6\n"
+                   "\tTotal blocks: 40\n") != std::string::npos);
+  CHECK(r.out.find("Decommissioning: 1 datanode(s) in progress, 1 decommissioned\n") != std::string::npos);
+  CHECK(r.out.find("Name: 127.0.0.1:9866 (host0)\nHostname: host0\nDecommission Status : Normal\n"
+                   "Configured Capacity:") != std::string::npos);
+  CHECK(r.out.find("Name: 127.0.0.1:9867 (host1)\nHostname: host1\nDecommission Status : Decommission in progress\n"
+                   "Under replicated blocks: 12\nBlocks with no live replicas: 2\nConfigured Capacity:") !=
+        std::string::npos);
+  CHECK(r.out.find("Hostname: host2\nDecommission Status : Decommissioned\nConfigured Capacity:") !=
+        std::string::npos);
+
+  h.fs->datanodes[1].set_decommission_note("2 block(s) need 3 replicas but only 1 DataNode(s) are in service");
+  r = h.Run({"dfsadmin", "-report", "-decommissioning"});
+  CHECK(r.out.find("Decommissioning datanodes (1):\n\nName: 127.0.0.1:9867 (host1)\n") != std::string::npos);
+  CHECK(r.out.find("Blocks with no live replicas: 2\nDecommission blocked: 2 block(s) need 3 replicas") !=
+        std::string::npos);
+  CHECK(r.out.find("host0") == std::string::npos);
+  CHECK(r.out.find("Live datanodes") == std::string::npos);
 }
 
 TEST_CASE("setrep sets every file and -w waits for the replicas", "[cli]") {

@@ -270,6 +270,24 @@ class FakeFs : public client::FileSystem {
     r.set_on(safe_mode);
     return r;
   }
+  // Finds the node in `datanodes` by uuid or ip:port; a dead node is
+  // decommissioned at once, a live one goes in progress.
+  Result<proto::SetDatanodeAdminStateResponse> SetDatanodeAdminState(const std::string& dn, bool decommission) override {
+    log.push_back((decommission ? "decommission " : "recommission ") + dn);
+    for (auto& d : datanodes) {
+      if (d.id().uuid() != dn && d.id().ip() + ":" + std::to_string(d.id().xfer_port()) != dn) continue;
+      proto::SetDatanodeAdminStateResponse r;
+      r.set_previous(d.admin_state());
+      if (!decommission) {
+        d.set_admin_state(proto::ADMIN_NORMAL);
+      } else if (d.admin_state() == proto::ADMIN_NORMAL) {
+        d.set_admin_state(d.live() ? proto::DECOMMISSION_IN_PROGRESS : proto::DECOMMISSIONED);
+      }
+      *r.mutable_node() = d;
+      return r;
+    }
+    return Status::NotFound("unknown DataNode '" + dn + "': name it by its uuid, ip:xferport or hostname:xferport");
+  }
 
  private:
   class Out : public client::OutputStream {

@@ -325,6 +325,12 @@ TEST_CASE("data transfer: a packet with a bad checksum is refused", "[data_trans
   for (auto& n : c.nodes) {
     CHECK(Eventually([&] { return n->server->active_transfers() == 0; }));
     CHECK_FALSE(n->store->GetReplica(dfs::BlockId(21)).has_value());
+    // The verified packet stays for a pipeline recovery, never as a replica,
+    // until nobody came back for it.
+    auto kept = n->store->Inspect(dfs::BlockId(21));
+    CHECK(kept.state == dfs::proto::REPLICA_TEMPORARY);
+    CHECK(kept.num_bytes == 1024);
+    CHECK(n->store->ExpireRecoverable(std::chrono::milliseconds(-1)) == 1);
   }
   CHECK(fs::is_empty(c.root.path() + "/dn0/tmp"));
   CHECK(fs::is_empty(c.root.path() + "/dn1/tmp"));

@@ -121,6 +121,9 @@ Status MiniCluster::StartDataNode(int i) {
   Config c = BaseConfig();
   DFS_RETURN_IF_ERROR(c.Set("dfs.datanode.address", "127.0.0.1:0"));
   DFS_RETURN_IF_ERROR(c.Set("dfs.datanode.data.dir", datanode_dir(i)));
+  if (auto it = opts_.datanode_conf.find(i); it != opts_.datanode_conf.end()) {
+    for (const auto& [k, v] : it->second) DFS_RETURN_IF_ERROR(c.Set(k, v));
+  }
   DFS_ASSIGN_OR_RETURN(auto dn, datanode::DataNode::Create(c));
   DFS_RETURN_IF_ERROR(dn->Start());
   dns_[static_cast<size_t>(i)] = std::move(dn);

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -46,6 +47,8 @@ class MiniCluster {
     int num_datanodes = 3;
     uint64_t block_size = 1 << 20;
     std::vector<std::pair<std::string, std::string>> conf;  // extra keys for every daemon and client
+    // Extra keys for DataNode i only (after `conf`; may override dfs.datanode.data.dir).
+    std::map<int, std::vector<std::pair<std::string, std::string>>> datanode_conf;
   };
 
   static Result<std::unique_ptr<MiniCluster>> Start(const Options& options);

@@ -196,9 +196,11 @@ const std::vector<Command> kCommands = {
     {"fsck",
      {},
      kRawArgs,
-     "<path> [-files [-blocks [-locations]]]",
+     "<path> [-files [-blocks [-locations | -replicaDetails]]]",
      "Check the health of the files under a path: every block must have live replicas, as many as "
-     "the file's replication. Exits 1 when blocks are missing or corrupt.",
+     "the file's replication; under-, over-replicated, missing and corrupt blocks are listed and "
+     "counted. -replicaDetails marks each replica LIVE, DECOMMISSIONING, DECOMMISSIONED or CORRUPT. "
+     "Exits 1 when blocks are missing or corrupt.",
      1,
      -1,
      true,
@@ -206,10 +208,14 @@ const std::vector<Command> kCommands = {
     {"admin",
      {"dfsadmin"},
      kRawArgs,
-     "report [-live] [-dead] | safemode get|enter|leave|wait",
+     "report [-live] [-dead] [-decommissioning] | safemode get|enter|leave|wait | decommission [-w] "
+     "<datanode>... | recommission <datanode>...",
      "Cluster administration. report: capacity, block health and every DataNode (like hdfs "
      "dfsadmin -report). safemode: show, enter or leave the NameNode's read-only safe mode, or wait "
-     "until it is off. Options may also be spelled -report and -safemode.",
+     "until it is off. decommission: drain DataNodes (named by uuid, ip:port or hostname:port) "
+     "before switching them off: they take no new blocks and their replicas are copied elsewhere "
+     "until the report says Decommissioned (-w waits for it); recommission puts them back in "
+     "service. Options may also be spelled -report, -safemode, -decommission.",
      1,
      -1,
      true,

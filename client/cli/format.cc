@@ -32,8 +32,15 @@ double Pct(uint64_t part, uint64_t whole) { return whole == 0 ? 0.0 : 100.0 * do
 void FormatNode(const proto::DatanodeInfo& n, int64_t now_ms, std::string* out) {
   const auto& id = n.id();
   const std::string host = id.hostname().empty() ? id.ip() : id.hostname();
-  *out += fmt::format("Name: {}:{} ({})\n", id.ip(), id.xfer_port(), host);
+  *out += fmt::format("Name: {}\n", DatanodeName(id));
   *out += fmt::format("Hostname: {}\n", host);
+  *out += fmt::format("Decommission Status : {}\n", AdminStateText(n.admin_state()));
+  if (n.admin_state() == proto::DECOMMISSION_IN_PROGRESS) {
+    // The labels of Hadoop's NameNode web UI for a decommissioning node.
+    *out += fmt::format("Under replicated blocks: {}\n", n.decommission_under_replicated());
+    *out += fmt::format("Blocks with no live replicas: {}\n", n.decommission_only_replicas());
+    if (!n.decommission_note().empty()) *out += fmt::format("Decommission blocked: {}\n", n.decommission_note());
+  }
   *out += fmt::format("Configured Capacity: {}\n", Capacity(n.capacity()));
   *out += fmt::format("DFS Used: {}\n", Capacity(n.dfs_used()));
   *out += fmt::format("Non DFS Used: {}\n", Capacity(n.non_dfs_used()));
@@ -79,6 +86,21 @@ std::string ByteDesc(uint64_t bytes) {
 }
 
 std::string Percent(double pct) { return fmt::format("{:.2f}%", pct); }
+
+std::string DatanodeName(const proto::DatanodeId& id) {
+  return fmt::format("{}:{} ({})", id.ip(), id.xfer_port(), id.hostname().empty() ? id.ip() : id.hostname());
+}
+
+std::string AdminStateText(proto::AdminState state) {
+  switch (state) {
+    case proto::DECOMMISSION_IN_PROGRESS:
+      return "Decommission in progress";
+    case proto::DECOMMISSIONED:
+      return "Decommissioned";
+    default:
+      return "Normal";
+  }
+}
 
 void LsFormatter::Widen(const std::vector<client::FileInfo>& entries) {
   for (const auto& e : entries) {
@@ -195,7 +217,7 @@ void Table::Print(std::ostream& os) const {
 }
 
 std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto::DatanodeInfo> nodes, int64_t now_ms,
-                         bool live_only, bool dead_only) {
+                         bool live_only, bool dead_only, bool decommissioning_only) {
   std::string out;
   out += fmt::format("Cluster ID: {}\n", stats.cluster_id());
   // The NameNode's own sentence when it has one ("Safe mode is ON. The reported
@@ -216,13 +238,32 @@ std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto
   out += fmt::format("\tUnder replicated blocks: {}\n", stats.under_replicated_blocks());
   out += fmt::format("\tBlocks with corrupt replicas: {}\n", stats.corrupt_blocks());
   out += fmt::format("\tMissing blocks: {}\n", stats.missing_blocks());
+  out += fmt::format("\tMissing blocks (with replication factor 1): {}\n", stats.missing_repl_one_blocks());
+  out += fmt::format("\tLow redundancy blocks with highest priority to recover: {}\n",
+                     stats.highest_priority_blocks());
+  out += fmt::format("\tPending deletion blocks: {}\n", stats.pending_deletion_blocks());
+  out += fmt::format("\tExcess replicas: {}\n", stats.excess_replicas());
   out += fmt::format("\tTotal blocks: {}\n", stats.total_blocks());
   out += fmt::format("Files and directories: {} files, {} directories\n", stats.files(), stats.directories());
+  if (stats.decommissioning_datanodes() + stats.decommissioned_datanodes() > 0) {
+    out += fmt::format("Decommissioning: {} datanode(s) in progress, {} decommissioned\n",
+                       stats.decommissioning_datanodes(), stats.decommissioned_datanodes());
+  }
   out += "\n-------------------------------------------------\n";
 
   std::sort(nodes.begin(), nodes.end(), [](const proto::DatanodeInfo& a, const proto::DatanodeInfo& b) {
     return std::make_pair(a.id().ip(), a.id().xfer_port()) < std::make_pair(b.id().ip(), b.id().xfer_port());
   });
+  if (decommissioning_only) {
+    auto in_progress = [](const proto::DatanodeInfo& d) {
+      return d.live() && d.admin_state() == proto::DECOMMISSION_IN_PROGRESS;
+    };
+    out += fmt::format("Decommissioning datanodes ({}):\n\n", std::count_if(nodes.begin(), nodes.end(), in_progress));
+    for (const auto& d : nodes) {
+      if (in_progress(d)) FormatNode(d, now_ms, &out);
+    }
+    return out;
+  }
   for (bool live : {true, false}) {
     if ((live && dead_only) || (!live && live_only)) continue;
     size_t n = std::count_if(nodes.begin(), nodes.end(), [&](const auto& d) { return d.live() == live; });

@@ -69,9 +69,15 @@ class Table {
   std::vector<std::vector<std::string>> rows_;
 };
 
+// "127.0.0.1:9866 (dn1)": how the report names a DataNode (Hadoop's Name: line).
+std::string DatanodeName(const proto::DatanodeId& id);
+// Hadoop's "Decommission Status" words: "Normal", "Decommission in progress", "Decommissioned".
+std::string AdminStateText(proto::AdminState state);
+
 // `dfs admin report` (hdfs dfsadmin -report). `live`/`dead` select sections;
-// both false means both.
+// both false means both; `decommissioning_only` lists only the live nodes
+// being decommissioned (Hadoop's -decommissioning).
 std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto::DatanodeInfo> nodes, int64_t now_ms,
-                         bool live_only = false, bool dead_only = false);
+                         bool live_only = false, bool dead_only = false, bool decommissioning_only = false);
 
 }  // namespace dfs::cli

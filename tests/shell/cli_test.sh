@@ -198,7 +198,31 @@ check "... fsck counts 3 live replicas" bash -c "'$BIN/dfs' -fs $NN fsck /rep1.t
 check "fsck / is HEALTHY" dfs fsck /
 check "... says so" grep -qx "The filesystem under path '/' is HEALTHY" "$T/last.out"
 check "admin report" dfs dfsadmin -report
-check "... lists 3 live DataNodes" grep -q '^Live datanodes (3):' "$T/last.out"
+cp "$T/last.out" "$T/report"
+check "... lists 3 live DataNodes" grep -q '^Live datanodes (3):' "$T/report"
+check "... every one in service" test "$(grep -c '^Decommission Status : Normal$' "$T/report")" -eq 3
+
+# ---- decommissioning ----------------------------------------------------------------
+check_rc "decommission of an unknown DataNode exits 1" 1 dfs admin decommission 10.9.9.9:1
+check "... naming the accepted forms" grep -q "uuid, ip:xferport or hostname:xferport" "$T/last.err"
+DN1=127.0.0.1:$(port_of "$T/dn1.port" xfer)
+check "decommission with too few DataNodes left" dfs admin decommission "$DN1"
+check "... warns that it cannot finish" grep -q '^WARNING: .*only 2 DataNode(s) are in service' "$T/last.out"
+check "recommission" dfs dfsadmin -recommission "$DN1"
+check "... back in service" grep -q 'is back in service' "$T/last.out"
+"$BIN/dfs-datanode" "${COMMON[@]}" -D "fs.defaultFS=$NN" -D dfs.datanode.address=127.0.0.1:0 \
+  -D "dfs.datanode.data.dir=$T/dn4" --port-file "$T/dn4.port" >"$T/dn4.log" 2>&1 &
+DAEMON_PIDS+=($!)
+four_live() { dfs admin report | grep -q '^Live datanodes (4):'; }
+wait_for 60 four_live || die "the 4th DataNode did not come up"
+check "decommission -w drains a DataNode" timeout 120 "$BIN/dfs" -fs "$NN" admin decommission -w "$DN1"
+check "... and waited for it" grep -q 'done: safe to switch off$' "$T/last.out"
+check "report" dfs admin report
+cp "$T/last.out" "$T/report"
+check "... says Decommissioned" sh -c "grep -A2 '^Name: $DN1 ' '$T/report' | grep -q '^Decommission Status : Decommissioned\$'"
+check "... and no block is under-replicated" grep -q $'^\tUnder replicated blocks: 0$' "$T/report"
+check "fsck counts its replicas as decommissioned" dfs fsck /
+check "... DecommissionedReplicas" grep -q $'^ DecommissionedReplicas:\t[1-9]' "$T/last.out"
 
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
