@@ -15,6 +15,13 @@
 // longer (which it logs, with what to change). Replicas written during a pass
 // wait for the next one: the write pipeline verified them as they arrived.
 //
+// Where a pass stands (when it began, the next block id) is kept in
+// `scanner.cursor` in the first data dir, written every 30 s, at the end of a
+// pass and on Stop, so a restarted DataNode resumes its pass (at the pace the
+// rest of the period allows) instead of starting over: lab machines are
+// switched off every night, and a pass spread over a day that restarts at each
+// boot would never reach the replicas at the end of the list.
+//
 // A replica found corrupt (a checksum mismatch, a data file shorter than
 // recorded, an unreadable meta header) that is still stored unchanged when the
 // scan ends is handed to `report`; the DataNode tells the NameNode, which
@@ -31,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -76,7 +84,7 @@ class BlockScanner {
     uint64_t passes = 0;            // passes finished
     uint64_t replicas_scanned = 0;  // replicas read to the end (good or corrupt)
     uint64_t bytes_scanned = 0;
-    uint64_t corrupt_found = 0;     // corrupt replicas reported (again in each pass while they stay)
+    uint64_t corrupt_found = 0;  // corrupt replicas reported (again in each pass while they stay)
   };
   // Called from the scanner thread with a corrupt replica and what is wrong with it.
   using ReportFn = std::function<void(const proto::Block& block, const Status& why)>;
@@ -93,8 +101,20 @@ class BlockScanner {
   Counters counters() const;
 
  private:
+  // A pass's progress: when it began (wall clock, to survive restarts) and the
+  // lowest block id not verified yet (kPassDone once it finished).
+  struct Cursor {
+    std::chrono::system_clock::time_point started;
+    uint64_t next_id = 0;
+  };
+  static constexpr uint64_t kPassDone = UINT64_MAX;
+
   void Run();
-  void Pass();
+  // Verifies the replicas from cursor.next_id on, paced to end one period
+  // after `start`. False when stopped first.
+  bool Pass(Clock::time_point start, Cursor cursor);
+  std::optional<Cursor> LoadCursor() const;
+  void SaveCursor(const Cursor& c) const;
   // Reads one replica to the end under the limiter: OK, Corruption (what is
   // wrong), Aborted when stopping, or why it could not be read.
   Status Verify(const proto::Block& block, RateLimiter* limiter);

@@ -905,8 +905,8 @@ void BlockStore::KeepRecoverable(ReplicaWriter* w) {
   writing_.erase({id, gs});
   auto fin = replicas_.find(id);
   if ((fin != replicas_.end() && fin->second.gen_stamp >= gs) ||
-      (recoverable_.count(id) && recoverable_[id].gen_stamp > gs)) {
-    ::unlink(w->tmp_data_.c_str());  // something newer exists: this one is of no use
+      (recoverable_.count(id) && recoverable_[id].gen_stamp > gs) || volumes_[w->volume_]->failed.load()) {
+    ::unlink(w->tmp_data_.c_str());  // something newer exists, or its dir failed: of no use
     ::unlink(w->tmp_meta_.c_str());
     return;
   }
@@ -976,6 +976,9 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
     } else {
       return Status::NotFound(fmt::format("{} with a generation stamp in [{}, {}) is not stored on this DataNode",
                                           name, min_gs, new_gs));
+    }
+    if (volumes_[volume]->failed.load()) {
+      return Status::NotFound(fmt::format("{} was on data dir {}, which failed", name, volumes_[volume]->dir));
     }
     if (have < length) {
       return Status::Stale(

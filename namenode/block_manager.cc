@@ -391,9 +391,9 @@ Status BlockManager::IncrementalBlockReport(const std::string& uuid, const std::
 // ---- Background work --------------------------------------------------------
 
 void BlockManager::MarkDeadLocked(uint32_t idx) {
-  // Copies on their way to it will not arrive: schedule those blocks afresh.
+  // Copies from it or on their way to it will not arrive: schedule those blocks afresh.
   for (auto it = pending_targets_.begin(); it != pending_targets_.end();) {
-    if (Contains(it->second, idx)) {
+    if (it->second.source == idx || Contains(it->second.targets, idx)) {
       pending_replication_.erase(it->first);
       it = pending_targets_.erase(it);
     } else {
@@ -492,7 +492,8 @@ void BlockManager::ComputeReplicationWork() {
   }
   std::sort(needed.begin(), needed.end());
   std::vector<uint32_t> streams(nodes_.size(), 0);
-  for (uint32_t i = 0; i < nodes_.size(); ++i) streams[i] = static_cast<uint32_t>(nodes_[i].pending_transfers.size());
+  // Copies a node was asked for and that have not arrived yet, sent to it or not.
+  for (const auto& [id, copy] : pending_targets_) streams[copy.source]++;
   const auto give_up = now + std::max(opts_.replication_interval * 10, std::chrono::milliseconds(30'000));
   for (auto& [in_service, readable, id] : needed) {
     BlockInfo& b = blocks_[id];
@@ -525,8 +526,10 @@ void BlockManager::ComputeReplicationWork() {
       *t.add_targets() = nodes_[candidates[k]].id;
       nodes_[candidates[k]].scheduled++;
     }
-    std::vector<uint32_t>& to = pending_targets_[id];
-    to.assign(candidates.begin(), candidates.begin() + static_cast<long>(std::min(want, candidates.size())));
+    PendingCopy& copy = pending_targets_[id];
+    copy.source = source;
+    copy.targets.assign(candidates.begin(),
+                        candidates.begin() + static_cast<long>(std::min(want, candidates.size())));
     nodes_[source].pending_transfers.push_back(std::move(t));
     streams[source]++;
     pending_replication_[id] = give_up;

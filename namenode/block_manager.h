@@ -196,7 +196,13 @@ class BlockManager {
   std::vector<Node> nodes_;  // index = node number; never shrinks
   std::unordered_map<std::string, uint32_t> node_by_uuid_;
   std::map<uint64_t, Clock::time_point> pending_replication_;  // block → give up at
-  std::map<uint64_t, std::vector<uint32_t>> pending_targets_;  // block → nodes its copies go to
+  struct PendingCopy {
+    uint32_t source;
+    std::vector<uint32_t> targets;
+  };
+  // Copies scheduled and not yet confirmed, by block: they count against their
+  // source's dfs.namenode.replication.max-streams until they arrive or time out.
+  std::map<uint64_t, PendingCopy> pending_targets_;
   mutable std::mt19937_64 rng_{std::random_device{}()};
 
   // Safe mode accounting: committed blocks, and those with at least one live replica.

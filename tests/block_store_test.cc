@@ -274,6 +274,17 @@ TEST_CASE("block store spreads replicas over several dirs and counts failed ones
 
 namespace {
 
+std::unique_ptr<BlockStore> OpenLimited(std::vector<std::string> dirs, uint64_t capacity, uint64_t block_size) {
+  BlockStore::Options o;
+  o.dirs = std::move(dirs);
+  o.sync_on_close = false;
+  o.capacity = capacity;
+  o.block_size = block_size;
+  auto r = BlockStore::Open(o);
+  REQUIRE(r.ok());
+  return std::move(r).value();
+}
+
 // The data dir of `dirs` that holds the replica of `id`.
 std::string HolderOf(const std::vector<std::string>& dirs, uint64_t id, uint64_t gs) {
   for (const auto& d : dirs) {
@@ -399,14 +410,8 @@ TEST_CASE("block store fails a write cleanly when the disk is full and keeps the
 
 TEST_CASE("block store keeps to its capacity limit and reserves a block per write", "[block_store]") {
   TempDir t;
-  BlockStore::Options o;
-  o.dirs = {t.path()};
-  o.sync_on_close = false;
-  o.capacity = 40000;
-  o.block_size = 8192;
-  auto opened = BlockStore::Open(o);
-  REQUIRE(opened.ok());
-  auto& store = **opened;
+  auto opened = OpenLimited({t.path()}, 40000, 8192);
+  auto& store = *opened;
   CHECK(store.capacity() == 40000);
   CHECK(store.remaining() == 40000);
 
@@ -446,21 +451,16 @@ TEST_CASE("block store keeps to its capacity limit and reserves a block per writ
 
 TEST_CASE("block store prefers volumes with room for a whole block", "[block_store]") {
   TempDir t;
-  BlockStore::Options o;
-  o.dirs = {t.path() + "/a", t.path() + "/b"};
-  o.sync_on_close = false;
-  o.capacity = 10000;
-  o.block_size = 4096;
-  auto opened = BlockStore::Open(o);
-  REQUIRE(opened.ok());
-  auto& store = **opened;
+  const std::vector<std::string> dirs = {t.path() + "/a", t.path() + "/b"};
+  auto opened = OpenLimited(dirs, 10000, 4096);
+  auto& store = *opened;
   // Fill /a or /b to below a block of room: new replicas then go to the other one.
   WriteReplica(store, 1, 1, RandomBytes(6500, 1));
-  const std::string first = HolderOf(o.dirs, 1, 1);
-  const std::string other = first == o.dirs[0] ? o.dirs[1] : o.dirs[0];
+  const std::string first = HolderOf(dirs, 1, 1);
+  const std::string other = first == dirs[0] ? dirs[1] : dirs[0];
   CHECK(store.remaining() == 10000);  // only the other volume counts
   for (uint64_t id = 2; id < 6; ++id) {
     WriteReplica(store, id, 1, RandomBytes(100, id));
-    CHECK(HolderOf(o.dirs, id, 1) == other);
+    CHECK(HolderOf(dirs, id, 1) == other);
   }
 }

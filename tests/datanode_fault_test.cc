@@ -3,15 +3,14 @@
 // the DataNode carries on (or stops, when none is left), and a DataNode at its
 // capacity limit that gets no new blocks and keeps nothing half-written.
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <filesystem>
 #include <thread>
-
-#include <catch2/catch.hpp>
-#include <fmt/format.h>
 
 #include "common/block_writer.h"
 #include "common/checksum.h"
@@ -64,6 +63,14 @@ size_t CountFiles(const std::string& dir) {
   return n;
 }
 
+// A cluster whose DataNodes scan every replica a few times a second.
+MiniCluster::Options ScanningCluster(int num_datanodes) {
+  MiniCluster::Options o;
+  o.num_datanodes = num_datanodes;
+  o.conf = {{"dfs.datanode.scan.period", "300ms"}, {"dfs.block.scanner.volume.bytes.per.second", "100m"}};
+  return o;
+}
+
 uint32_t ReportedFailedVolumes(MiniCluster& c, datanode::DataNode* dn) {
   for (const auto& info : c.namenode()->block_manager()->DatanodeReport()) {
     if (info.id().uuid() == dn->uuid()) return info.failed_volumes();
@@ -75,8 +82,7 @@ uint32_t ReportedFailedVolumes(MiniCluster& c, datanode::DataNode* dn) {
 
 TEST_CASE("the block scanner finds a rotten replica and the NameNode replaces it with a good copy",
           "[datanode][block_scanner][slow]") {
-  MiniCluster::Options o;
-  o.conf = {{"dfs.datanode.scan.period", "300ms"}, {"dfs.block.scanner.volume.bytes.per.second", "100m"}};
+  auto o = ScanningCluster(3);
   auto mc = MiniCluster::Start(o);
   REQUIRE_OK(mc.status());
   MiniCluster& c = **mc;
@@ -114,9 +120,7 @@ TEST_CASE("the block scanner finds a rotten replica and the NameNode replaces it
 
 TEST_CASE("a data dir that returns I/O errors is taken out; the DataNode carries on and its replicas come back",
           "[datanode][volume][slow]") {
-  MiniCluster::Options o;
-  o.num_datanodes = 4;
-  o.conf = {{"dfs.datanode.scan.period", "300ms"}, {"dfs.block.scanner.volume.bytes.per.second", "100m"}};
+  auto o = ScanningCluster(4);
   // We need this DataNode's dirs before the cluster starts; MiniCluster names them after its own temp dir.
   TempDir dirs;
   const std::string d0 = dirs.path() + "/d0", d1 = dirs.path() + "/d1";
@@ -167,9 +171,7 @@ TEST_CASE("a data dir that returns I/O errors is taken out; the DataNode carries
 
 TEST_CASE("a DataNode stops with a clear error when its data dirs fail beyond what it tolerates",
           "[datanode][volume][slow]") {
-  MiniCluster::Options o;
-  o.num_datanodes = 4;
-  o.conf = {{"dfs.datanode.scan.period", "300ms"}, {"dfs.block.scanner.volume.bytes.per.second", "100m"}};
+  auto o = ScanningCluster(4);
   TempDir dirs;
   std::string expect;
   SECTION("its only data dir") {
@@ -203,9 +205,10 @@ TEST_CASE("a DataNode stops with a clear error when its data dirs fail beyond wh
   }
 }
 
-TEST_CASE("a DataNode at its capacity limit gets no new blocks, the others take them, and it keeps nothing "
-          "half-written after a restart",
-          "[datanode][capacity][slow]") {
+TEST_CASE(
+    "a DataNode at its capacity limit gets no new blocks, the others take them, and it keeps nothing "
+    "half-written after a restart",
+    "[datanode][capacity][slow]") {
   MiniCluster::Options o;
   o.num_datanodes = 4;
   o.datanode_conf[3] = {{"dfs.datanode.capacity", "2560k"}};  // two and a half 1 MiB blocks

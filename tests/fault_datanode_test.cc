@@ -23,17 +23,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-int64_t MsSince(Clock::time_point t) {
-  return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
-}
-
-bool KnownKey(const std::string& key) {
-  for (const auto& k : AllConfigKeys()) {
-    if (k.name == key) return true;
-  }
-  return false;
-}
-
 // Replicas of each block of `path` as the NameNode sees them: DataNode indices.
 Result<std::vector<std::vector<int>>> HoldersOf(ProcessCluster& c, client::FileSystem& fs, const std::string& path) {
   DFS_ASSIGN_OR_RETURN(auto blocks, fs.GetBlockLocations(path));
@@ -63,6 +52,7 @@ TEST_CASE("a kill -9 DataNode's replicas come back within the dead interval and 
   client::CreateOptions co;
   co.replication = 3;
   REQUIRE_OK(WriteFile(*fs, "/f", data, co));
+  REQUIRE_OK(c.WaitForReplicas(*fs, "/f", 3));
   auto blocks = fs->GetBlockLocations("/f");
   REQUIRE_OK(blocks.status());
   REQUIRE(blocks->size() == 6);
@@ -143,7 +133,7 @@ TEST_CASE("a kill -9 DataNode's replicas come back within the dead interval and 
 }
 
 TEST_CASE("a DataNode with too little capacity for a block gets no new blocks", "[fault][datanode][capacity]") {
-  if (!KnownKey("dfs.datanode.capacity")) {
+  if (!IsKnownConfigKey("dfs.datanode.capacity")) {
     FAIL("dfs.datanode.capacity is not a configuration key in this build: DataNode capacity limits are not built yet");
   }
   ProcessCluster::Options o;
@@ -157,6 +147,7 @@ TEST_CASE("a DataNode with too little capacity for a block gets no new blocks", 
     const std::string path = fmt::format("/cap/{}", f);
     const std::string data = RandomBytes((2 << 20) + 100, static_cast<uint64_t>(f));
     REQUIRE_OK(WriteFile(*fs, path, data));
+    REQUIRE_OK(c.WaitForReplicas(*fs, path, 3));
     auto h = HoldersOf(c, *fs, path);
     REQUIRE_OK(h.status());
     INFO(path << ": " << Describe(*h));

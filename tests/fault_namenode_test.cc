@@ -238,7 +238,9 @@ TEST_CASE("kill -9 of the NameNode during a storm of creates, mkdirs, renames an
   constexpr int kThreads = 4;
   constexpr int kRounds = 2;
   std::vector<std::unique_ptr<StormThread>> all;
-  std::mt19937_64 rng(Catch::rngSeed());
+  const uint64_t seed = TestSeed();
+  INFO("seed " << seed << " (replay with --rng-seed " << seed << ")");
+  std::mt19937_64 rng(seed);
 
   for (int round = 0; round < kRounds; ++round) {
     std::vector<StormThread*> threads;

@@ -22,10 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-int64_t MsSince(Clock::time_point t) {
-  return std::chrono::duration_cast<milliseconds>(Clock::now() - t).count();
-}
-
 struct Census {
   std::vector<std::vector<int>> holders;  // per block, DataNode indices (NameNode's view)
   std::vector<int> on_disk;               // per block, finalized replica files
@@ -98,6 +94,8 @@ TEST_CASE("network partition of a DataNode: a short one changes nothing, a long 
   REQUIRE_OK(WriteFile(*fs, "/f", data));
   // A second file, deleted while the node is cut off: its replicas there are orphans.
   REQUIRE_OK(WriteFile(*fs, "/g", RandomBytes(3 << 20, 22)));
+  REQUIRE_OK(c.WaitForReplicas(*fs, "/f", 3));
+  REQUIRE_OK(c.WaitForReplicas(*fs, "/g", 3));
   auto g_blocks = fs->GetBlockLocations("/g");
   REQUIRE_OK(g_blocks.status());
 

@@ -152,16 +152,28 @@ void SetKey(KeyValues* kvs, const std::string& key, const std::string& value) {
   kvs->emplace_back(key, value);
 }
 
-bool IsKnownKey(const std::string& key) {
-  for (const auto& k : AllConfigKeys()) {
-    if (k.name == key) return true;
-  }
-  return false;
+// Daemons and the CLI see only the cluster's own configuration: no
+// $DFS_CONF or $DFS_NAMENODE of the person running the tests, and a $DFS_HOME
+// inside the cluster's directory.
+std::map<std::string, std::optional<std::string>> IsolatedEnv(const std::string& dir) {
+  return {{"DFS_HOME", dir + "/home"}, {"DFS_CONF", std::nullopt}, {"DFS_NAMENODE", std::nullopt}};
 }
 
 }  // namespace
 
 CATCH_REGISTER_LISTENER(FailureListener)
+
+uint64_t TestSeed() {
+  const unsigned given = Catch::rngSeed();
+  return given != 0 ? given : std::random_device{}();
+}
+
+bool IsKnownConfigKey(const std::string& key) {
+  for (const auto& k : AllConfigKeys()) {
+    if (k.name == key) return true;
+  }
+  return false;
+}
 
 // ---- ChildProcess -------------------------------------------------------------
 
@@ -443,7 +455,7 @@ Result<std::unique_ptr<ProcessCluster>> ProcessCluster::Start(const Options& opt
   all.insert(all.end(), options.namenode_conf.begin(), options.namenode_conf.end());
   for (const auto& [i, o] : options.datanode) all.insert(all.end(), o.conf.begin(), o.conf.end());
   for (const auto& [k, v] : all) {
-    if (!IsKnownKey(k)) {
+    if (!IsKnownConfigKey(k)) {
       return Status::InvalidArgument(fmt::format(
           "configuration key '{}' does not exist in this build (not in `dfs-namenode --dump-default-config`)", k));
     }
@@ -519,7 +531,7 @@ Status ProcessCluster::StartDaemon(Daemon& d, const std::string& binary, const s
   spec.argv.insert(spec.argv.end(), d.args.begin(), d.args.end());
   spec.output = d.log;
   spec.netns = d.netns;
-  spec.env = {{"DFS_HOME", dir() + "/home"}, {"DFS_CONF", std::nullopt}, {"DFS_NAMENODE", std::nullopt}};
+  spec.env = IsolatedEnv(dir());
   AppendLine(d.log, fmt::format("==== [test harness {}] starting: {}", Now(), fmt::join(spec.argv, " ")));
   DFS_ASSIGN_OR_RETURN(d.proc, ChildProcess::Spawn(spec));
   d.should_run = true;
@@ -602,7 +614,7 @@ std::vector<std::string> ProcessCluster::DataNodeArgs(int i) const {
 Result<int> ProcessCluster::AddDataNode(const DataNodeOptions& options) {
   const int i = num_datanodes();
   for (const auto& [k, v] : options.conf) {
-    if (!IsKnownKey(k)) {
+    if (!IsKnownConfigKey(k)) {
       return Status::InvalidArgument(fmt::format("configuration key '{}' does not exist in this build", k));
     }
   }
@@ -697,6 +709,30 @@ Status ProcessCluster::WaitForDatanodes(int n, milliseconds deadline) {
   return Status::OK();
 }
 
+Status ProcessCluster::WaitForReplicas(client::FileSystem& fs, const std::string& path, int n,
+                                       milliseconds deadline) {
+  std::string last;
+  const bool ok = PollUntil(
+      [&] {
+        auto blocks = fs.GetBlockLocations(path);
+        if (!blocks.ok()) {
+          last = blocks.status().ToString();
+          return false;
+        }
+        last.clear();
+        bool all = true;
+        for (const auto& b : *blocks) {
+          const size_t on_disk = FindReplicas(b.block.value()).size();
+          last += fmt::format("blk_{}: {} listed, {} on disk; ", b.block.value(), b.replicas.size(), on_disk);
+          all = all && b.replicas.size() == static_cast<size_t>(n) && on_disk == static_cast<size_t>(n);
+        }
+        return all;
+      },
+      deadline);
+  if (!ok) return Status::TimedOut(fmt::format("{} never had {} replicas of every block: {}", path, n, last));
+  return Status::OK();
+}
+
 Status ProcessCluster::CheckDaemonsAlive() {
   std::string dead;
   auto check = [&](Daemon& d) {
@@ -742,7 +778,7 @@ Result<CommandResult> ProcessCluster::RunDfs(const std::vector<std::string>& arg
   std::vector<std::string> argv = DfsCommand();
   argv.insert(argv.end(), args.begin(), args.end());
   return RunWithEnv(argv, deadline, "",
-                    {{"DFS_HOME", dir() + "/home"}, {"DFS_CONF", std::nullopt}, {"DFS_NAMENODE", std::nullopt}});
+                    IsolatedEnv(dir()));
 }
 
 Result<std::unique_ptr<ChildProcess>> ProcessCluster::SpawnDfs(const std::vector<std::string>& args, bool stdin_pipe,
@@ -752,7 +788,7 @@ Result<std::unique_ptr<ChildProcess>> ProcessCluster::SpawnDfs(const std::vector
   spec.argv.insert(spec.argv.end(), args.begin(), args.end());
   spec.output = output;
   spec.stdin_pipe = stdin_pipe;
-  spec.env = {{"DFS_HOME", dir() + "/home"}, {"DFS_CONF", std::nullopt}, {"DFS_NAMENODE", std::nullopt}};
+  spec.env = IsolatedEnv(dir());
   return ChildProcess::Spawn(spec);
 }
 

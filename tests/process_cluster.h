@@ -167,6 +167,12 @@ class ProcessCluster {
   // (-1 for a port no running DataNode serves on).
   std::vector<int> Holders(const client::BlockLocation& block) const;
 
+  // Waits until every block of `path` has exactly n replicas, both in the
+  // NameNode's view and as finalized files on disk. A writer's close returns
+  // once dfs.namenode.replication.min replicas are reported, so tests that
+  // look at replicas right after a write wait for this first.
+  Status WaitForReplicas(client::FileSystem& fs, const std::string& path, int n,
+                         std::chrono::milliseconds deadline = std::chrono::seconds(20));
   // Waits until at least n DataNodes are live at the NameNode and it is out of safe mode.
   Status WaitForDatanodes(int n, std::chrono::milliseconds deadline = std::chrono::seconds(30));
   // OK when every daemon that should run does; otherwise names the ones that
@@ -268,6 +274,19 @@ class NetnsPair {
   NetnsPair() = default;
   std::string a_, b_;
 };
+
+// Whether this build knows a configuration key (features land key first).
+bool IsKnownConfigKey(const std::string& key);
+
+// The seed of a randomized test: Catch2's --rng-seed when given, else a fresh
+// one each run (so that CI explores), which the test reports with INFO so that
+// a failure can be replayed with `--rng-seed <seed>`.
+uint64_t TestSeed();
+
+// Milliseconds since t, for the durations a test reports.
+inline int64_t MsSince(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t).count();
+}
 
 // Stops (sets *stop) and joins a test's helper thread when it goes out of
 // scope, so that a failed REQUIRE does not destroy a joinable std::thread.

@@ -1,0 +1,71 @@
+// BlockManager on its own: replication scheduling without any DataNode process.
+#include <catch2/catch.hpp>
+
+#include "namenode/block_manager.h"
+#include "tests/test_util.h"
+
+using namespace dfs;
+using namespace dfs::namenode;
+
+namespace {
+
+proto::HeartbeatRequest Stats(const std::string& uuid) {
+  proto::HeartbeatRequest s;
+  s.set_uuid(uuid);
+  s.set_capacity(1ull << 40);
+  s.set_remaining(1ull << 40);
+  return s;
+}
+
+// Copies handed to `uuid` in one heartbeat.
+std::vector<proto::BlockTransfer> TransfersFor(BlockManager& bm, const std::string& uuid) {
+  proto::HeartbeatResponse resp;
+  REQUIRE(bm.Heartbeat(Stats(uuid), &resp));
+  std::vector<proto::BlockTransfer> out;
+  for (const auto& c : resp.commands()) {
+    if (c.action() == proto::BlockCommand::REPLICATE) out.insert(out.end(), c.transfers().begin(), c.transfers().end());
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("a DataNode is never asked for more copies at once than dfs.namenode.replication.max-streams",
+          "[block_manager]") {
+  BlockManager::Options o;
+  o.max_streams = 2;
+  BlockManager bm(o);
+  for (int i = 0; i < 4; ++i) {
+    proto::DatanodeId id;
+    id.set_uuid("dn" + std::to_string(i));
+    id.set_xfer_port(static_cast<uint32_t>(9866 + i));
+    REQUIRE_OK(bm.Register(id, Stats(id.uuid()), "127.0.0.1").status());
+  }
+  // Ten blocks that want 3 replicas and have one, all on dn0.
+  std::vector<proto::Block> held;
+  for (uint64_t b = 1; b <= 10; ++b) {
+    bm.AddBlock(BlockId(b), InodeId(100), 1, 3);
+    bm.CommitBlock(BlockId(b), 1000);
+    proto::Block pb;
+    pb.set_id(b);
+    pb.set_gen_stamp(1);
+    pb.set_num_bytes(1000);
+    held.push_back(pb);
+  }
+  REQUIRE_OK(bm.FullBlockReport("dn0", held));
+  bm.LeaveSafeMode();
+
+  bm.ComputeReplicationWork();
+  auto first = TransfersFor(bm, "dn0");
+  REQUIRE(first.size() == 2);
+  // The copies are under way: later passes must not pile more onto dn0.
+  bm.ComputeReplicationWork();
+  bm.ComputeReplicationWork();
+  CHECK(TransfersFor(bm, "dn0").empty());
+  // One block's copies arrive: one stream frees up.
+  for (const auto& target : first[0].targets()) {
+    REQUIRE_OK(bm.IncrementalBlockReport(target.uuid(), {first[0].block()}, {}));
+  }
+  bm.ComputeReplicationWork();
+  CHECK(TransfersFor(bm, "dn0").size() == 1);
+}
