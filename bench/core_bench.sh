@@ -13,6 +13,8 @@
 # Lines starting with '#' are notes, not measurements. Exit status: 0 when
 # every measurement ran (whether or not targets are met), non-zero on errors.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 SIZE=1g
 FILES=10000
@@ -25,8 +27,6 @@ BUILD_IT=1
 KEEP=0
 
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
-die() { echo "core_bench.sh: $*" >&2; exit 1; }
-need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -44,18 +44,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Sizes as the dfs config parses them: k/m/g/t are powers of 1024.
-to_bytes() {
-  local v=${1,,} mult=1
-  case "$v" in
-    *k) mult=1024; v=${v%k} ;;
-    *m) mult=$((1024 ** 2)); v=${v%m} ;;
-    *g) mult=$((1024 ** 3)); v=${v%g} ;;
-    *t) mult=$((1024 ** 4)); v=${v%t} ;;
-  esac
-  [[ "$v" =~ ^[0-9]+$ ]] || die "not a size: '$1' (use e.g. 256m or 1g)"
-  echo $((v * mult))
-}
 SIZE_BYTES=$(to_bytes "$SIZE")
 [ "$SIZE_BYTES" -ge $((1024 * 1024)) ] || die "--size must be at least 1m"
 SIZE_MIB=$((SIZE_BYTES / 1024 / 1024))
@@ -123,30 +111,12 @@ mkdir -p "$DIR/logs"
 export DFS_HOME=$DIR
 unset DFS_CONF DFS_NAMENODE
 
-# wait_port_file FILE KEY PID NAME: prints the port once FILE has KEY=..., with a deadline.
-wait_port_file() {
-  local file=$1 key=$2 pid=$3 name=$4
-  for _ in $(seq 300); do
-    if [ -f "$file" ]; then
-      local port
-      port=$(sed -n "s/^$key=//p" "$file")
-      if [ -n "$port" ]; then echo "$port"; return 0; fi
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$DIR/logs/$name.log" >&2
-      die "$name exited during start-up (log above)"
-    fi
-    sleep 0.1
-  done
-  tail -n 20 "$DIR/logs/$name.log" >&2
-  die "$name did not write its port file within 30 s (log above)"
-}
 
 echo "# cluster in $DIR: 1 NameNode + 3 DataNodes, block size $BLOCK, replication $REPL" >&2
 "$BIN/dfs-namenode" -D dfs.namenode.rpc-address=127.0.0.1:0 -D "dfs.namenode.name.dir=$DIR/nn" \
   --port-file "$DIR/nn.port" >"$DIR/logs/namenode.log" 2>&1 </dev/null &
 PIDS+=($!)
-NN_PORT=$(wait_port_file "$DIR/nn.port" rpc "${PIDS[0]}" namenode)
+NN_PORT=$(wait_port_file "$DIR/nn.port" rpc "${PIDS[0]}" "$DIR/logs/namenode.log")
 NN=127.0.0.1:$NN_PORT
 for i in 1 2 3; do
   "$BIN/dfs-datanode" -D "fs.defaultFS=$NN" -D dfs.datanode.address=127.0.0.1:0 \
@@ -154,7 +124,7 @@ for i in 1 2 3; do
     >"$DIR/logs/datanode$i.log" 2>&1 </dev/null &
   PIDS+=($!)
 done
-for i in 1 2 3; do wait_port_file "$DIR/dn$i.port" xfer "${PIDS[$i]}" "datanode$i" >/dev/null; done
+for i in 1 2 3; do wait_port_file "$DIR/dn$i.port" xfer "${PIDS[$i]}" "$DIR/logs/datanode$i.log" >/dev/null; done
 
 BENCH=("$BIN/core_bench" --namenode "$NN" -D "dfs.blocksize=$BLOCK" -D "dfs.replication=$REPL")
 # run_bench SECONDS ARGS...: the bench program with a deadline and a clear error.
@@ -176,9 +146,6 @@ echo "# core_bench size=$SIZE files=$FILES clients=$CLIENTS block_size=$BLOCK re
 echo "# host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), disk $(df -P "$DIR" | awk 'NR==2 {print $1}')"
 
 # ------------------------------------------------------------------ throughput rounds
-# dd_rate: MB/s (10^6 bytes per second) from dd's summary line on stdin.
-dd_rate() { awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s," || $i == "s") secs = $(i - 1); gsub(",", "", secs); if (secs > 0) printf "%.1f\n", $1 / secs / 1e6}'; }
-
 CAN_DROP=0
 if sync && { echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then CAN_DROP=1; fi
 
@@ -251,7 +218,6 @@ GET=$(value_of get_throughput)
 LOOP=$(value_of loopback_tcp_ceiling)
 CREATE=$(value_of create_ops)
 STAT=$(value_of stat_ops)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f\n", a / b; else print "nan" }'; }
 DISK_W=$(value_of disk_write_fsync_ceiling)
 PUT_RATIO=$(ratio "$PUT" "$(awk -v w="$DISK_W" -v r="$REPL" 'BEGIN {print w / r}')")
 GET_RATIO=$(ratio "$GET" "$LOOP")

@@ -20,6 +20,8 @@
 # measurements. Exit status: 0 when every measurement ran (whether or not the
 # target is met), non-zero on errors.
 set -euo pipefail
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 SIZE=1g
 BLOCK=128m
@@ -36,8 +38,6 @@ KEEP=0
 DATANODES=4
 
 usage() { sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; }
-die() { echo "recovery_bench.sh: $*" >&2; exit 1; }
-need_arg() { [ $# -ge 2 ] && [ -n "$2" ] || die "$1 needs a value"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -58,18 +58,6 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-# Sizes as the dfs config parses them: k/m/g/t are powers of 1024.
-to_bytes() {
-  local v=${1,,} mult=1
-  case "$v" in
-    *k) mult=1024; v=${v%k} ;;
-    *m) mult=$((1024 ** 2)); v=${v%m} ;;
-    *g) mult=$((1024 ** 3)); v=${v%g} ;;
-    *t) mult=$((1024 ** 4)); v=${v%t} ;;
-  esac
-  [[ "$v" =~ ^[0-9]+$ ]] || die "not a size: '$1' (use e.g. 256m or 1g)"
-  echo $((v * mult))
-}
 SIZE_BYTES=$(to_bytes "$SIZE")
 [ "$SIZE_BYTES" -ge $((2 * 1024 * 1024)) ] || die "--size must be at least 2m"
 SIZE_MIB=$((SIZE_BYTES / 1024 / 1024))
@@ -148,24 +136,6 @@ AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
 # Keep the user's config and NameNode out of it.
 unset DFS_CONF DFS_NAMENODE
 
-# wait_port_file FILE KEY PID LOG: prints the port once FILE has KEY=..., with a deadline.
-wait_port_file() {
-  local file=$1 key=$2 pid=$3 log=$4
-  for _ in $(seq 300); do
-    if [ -f "$file" ]; then
-      local port
-      port=$(sed -n "s/^$key=//p" "$file")
-      if [ -n "$port" ]; then echo "$port"; return 0; fi
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      tail -n 20 "$log" >&2
-      die "$(basename "$log" .log) exited during start-up (log above: $log)"
-    fi
-    sleep 0.1
-  done
-  tail -n 20 "$log" >&2
-  die "$(basename "$log" .log) did not write its port file within 30 s (log above: $log)"
-}
 
 # start_cluster NAME: a fresh NameNode and $DATANODES DataNodes under $DIR/NAME.
 # Sets CL (the cluster's directory), NN (host:port), PIDS (NameNode first, then
@@ -243,10 +213,6 @@ kill_holder() {
 }
 
 value_in() { awk -v n="$2" '$1 == n {print $2; exit}' "$1"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.3f\n", a / b; else print "nan" }'; }
-# dd_rate: MB/s (10^6 bytes per second) from dd's summary line on stdin.
-dd_rate() { awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s," || $i == "s") secs = $(i - 1); gsub(",", "", secs); if (secs > 0) printf "%.1f\n", $1 / secs / 1e6}'; }
-
 echo "# recovery_bench size=$SIZE block_size=$BLOCK replication=$REPL datanodes=$DATANODES runs=$RUNS dir=$DIR"
 echo "# host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), disk $(df -P "$DIR" | awk 'NR==2 {print $1}'), load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "dead_interval $DEAD s"
