@@ -127,27 +127,34 @@ class DfsInputStream : public InputStream {
           "-blocks -locations` shows the block)",
           BlockName(BlockId(lb.block().id())), path_, lb.offset(), path_));
     }
-    Status last;
-    for (const auto& loc : lb.locations()) {
-      if (IsBad(lb.block().id(), loc.uuid())) continue;
-      auto r = BlockReader::Open(loc, lb.block(), pos - lb.offset(), len, fs_->reader_options());
-      if (r.ok()) {
-        *node = loc;
-        return r;
+    const std::string bname = BlockName(BlockId(lb.block().id()));
+    for (int round = 0; round < 2; ++round) {
+      Status last;
+      for (const auto& loc : lb.locations()) {
+        if (IsBad(lb.block().id(), loc.uuid())) continue;
+        auto r = BlockReader::Open(loc, lb.block(), pos - lb.offset(), len, fs_->reader_options());
+        if (r.ok()) {
+          *node = loc;
+          return r;
+        }
+        OnReplicaError(lb.block(), loc, r.status());
+        last = r.status();
       }
-      OnReplicaError(lb.block(), loc, r.status());
-      last = r.status();
-    }
-    if (!last.ok()) return last.Prepend(fmt::format("reading {}: every replica of {} failed", path_,
-                                                    BlockName(BlockId(lb.block().id()))));
-    // Every replica failed before; forget and retry them all once more.
-    {
+      if (!last.ok()) return last.Prepend(fmt::format("reading {}: every replica of {} failed", path_, bname));
+      // Every replica was given up on earlier in this stream.
       std::lock_guard<std::mutex> l(mu_);
+      size_t corrupt = 0;
+      for (const auto& loc : lb.locations()) corrupt += bad_replicas_.count({lb.block().id(), loc.uuid()});
+      if (corrupt == static_cast<size_t>(lb.locations_size())) {
+        return Status::Corruption(fmt::format(
+            "every replica of {} ({} at offset {}) failed its checksum; the data of that block is lost. `dfs fsck "
+            "{}` lists the damage",
+            bname, path_, lb.offset(), path_));
+      }
+      // Some only failed to answer: they may be back; try them all once more.
       dead_nodes_.clear();
-      for (const auto& loc : lb.locations()) bad_replicas_.erase({lb.block().id(), loc.uuid()});
     }
-    return Status::Unavailable(fmt::format("reading {}: every replica of {} failed; retrying", path_,
-                                           BlockName(BlockId(lb.block().id()))));
+    return Status::Unavailable(fmt::format("reading {}: no replica of {} could be read", path_, bname));
   }
 
   bool IsBad(uint64_t block_id, const std::string& uuid) const {

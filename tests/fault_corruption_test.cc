@@ -151,6 +151,7 @@ TEST_CASE("random bit flips in stored replicas never reach a reader and the bad 
   INFO(d.status().ToString());
   WARN("a read of a block with no good replica failed after " << took << " ms: " << d.status().ToString());
   CHECK(took < 5000);  // the socket timeout is 15 s
+  CHECK(d.status().code() == StatusCode::kCorruption);
   CHECK(d.status().message().find("/f") != std::string::npos);
   CHECK(d.status().message().find(block_name) != std::string::npos);
 

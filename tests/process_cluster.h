@@ -17,7 +17,7 @@
 // PR_SET_PDEATHSIG=SIGKILL so that nothing outlives a crashed test binary.
 // The destructor SIGKILLs and reaps every child; when the running Catch2 test
 // has failed (or an exception is unwinding) it first prints the tail of every
-// log, and with DFS_TEST_KEEP=1 it leaves the directory in place.
+// log. With DFS_TEST_KEEP=1 it copies the whole directory to <dir>.kept.
 //
 // Thread-safety: drive the cluster from one thread (the test's). Start
 // children from a thread that outlives them: PR_SET_PDEATHSIG fires when the
