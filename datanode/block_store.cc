@@ -977,9 +977,6 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
       return Status::NotFound(fmt::format("{} with a generation stamp in [{}, {}) is not stored on this DataNode",
                                           name, min_gs, new_gs));
     }
-    if (volumes_[volume]->failed.load()) {
-      return Status::NotFound(fmt::format("{} was on data dir {}, which failed", name, volumes_[volume]->dir));
-    }
     if (have < length) {
       return Status::Stale(
           fmt::format("{} has only {} bytes here, fewer than the {} to recover", name, have, length));
@@ -1016,6 +1013,9 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
   }
   // From here on the writer owns the files: an error below aborts (deletes) them.
   std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, volume, b, bpc, data, meta, dfd, mfd));
+  // The kept bytes count as being written, as a new replica's do (capacity checks, remaining()).
+  w->in_flight_ = length + MetaFileSize(length, bpc);
+  volumes_[volume]->in_flight += w->in_flight_;
   if (::ftruncate(dfd, static_cast<off_t>(length)) != 0 ||
       ::ftruncate(mfd, static_cast<off_t>(MetaFileSize(length, bpc))) != 0) {
     return Status::FromErrno(fmt::format("recover {}: truncate to {} bytes", name, length), errno);

@@ -95,7 +95,10 @@ size_t Namesystem::RecoverExpiredLeases() {
       ++closed;
     } else {
       Log("nn")->warn("lease recovery of file #{} (writer {}) must wait: {}", inode, holder, s.ToString());
-      leases_.Reassign(holder, inode, kRecoveryHolder);  // retried after another hard limit
+      // Retried after another hard limit, under whichever holder it has now
+      // (the NameNode's once step 1 of RecoverFile went through).
+      leases_.Renew(holder);
+      leases_.Renew(kRecoveryHolder);
     }
   }
   return closed;
@@ -161,7 +164,12 @@ Status Namesystem::RecoverFile(const std::string& holder, uint64_t inode_id) {
   ask.mutable_block()->set_id(block_id);
   ask.mutable_block()->set_gen_stamp(gen_stamp);
   ask.set_client_name(kRecoveryHolder);
-  for (const auto& dn : blocks_->LiveDatanodes()) {
+  const std::vector<proto::DatanodeId> live = blocks_->LiveDatanodes();
+  if (live.empty()) {
+    return Status::Unavailable(fmt::format("no DataNode is live to ask for {}; start the DataNodes that held it",
+                                           bname));
+  }
+  for (const auto& dn : live) {
     proto::OpResponse resp;
     Status s = AskDatanode(dn, ask, opts_.socket_timeout, &resp);
     if (!s.ok()) {

@@ -30,6 +30,23 @@ bool AllBlocksHave(client::FileSystem& fs, const std::string& path, size_t n) {
   return true;
 }
 
+// Leases that expire in seconds, so lease recovery runs within a test.
+MiniCluster::Options ShortLeases() {
+  MiniCluster::Options o;
+  o.num_datanodes = 3;
+  o.conf = {{"dfs.heartbeat.interval", "200ms"},
+            {"dfs.namenode.lease.soft-limit", "1s"},
+            {"dfs.namenode.lease.hard-limit", "2s"}};
+  return o;
+}
+
+bool WaitForClose(client::FileSystem& fs, const std::string& path) {
+  return WaitFor([&] {
+    auto i = fs.GetFileInfo(path);
+    return i.ok() && !i->under_construction;
+  });
+}
+
 size_t Temporaries(MiniCluster& mc) {
   size_t n = 0;
   for (int i = 0; i < mc.num_datanodes(); ++i) {
@@ -102,12 +119,7 @@ TEST_CASE("a close waits for dfs.namenode.replication.min replicas", "[recovery]
 }
 
 TEST_CASE("lease recovery closes the file of a vanished writer at the bytes it flushed", "[recovery]") {
-  MiniCluster::Options o;
-  o.num_datanodes = 3;
-  o.conf = {{"dfs.heartbeat.interval", "200ms"},
-            {"dfs.namenode.lease.soft-limit", "1s"},
-            {"dfs.namenode.lease.hard-limit", "2s"}};
-  auto mc = MiniCluster::Start(o);
+  auto mc = MiniCluster::Start(ShortLeases());
   REQUIRE_OK(mc.status());
   const std::string data = RandomBytes((5 << 19) + 4321, 11);  // 2.5 MiB and a bit: the third block is partial
   {
@@ -122,10 +134,7 @@ TEST_CASE("lease recovery closes the file of a vanished writer at the bytes it f
   auto info = fs->GetFileInfo("/vanished.bin");
   REQUIRE_OK(info.status());
   CHECK(info->under_construction);
-  CHECK(WaitFor([&] {
-    auto i = fs->GetFileInfo("/vanished.bin");
-    return i.ok() && !i->under_construction;
-  }));
+  CHECK(WaitForClose(*fs, "/vanished.bin"));
   info = fs->GetFileInfo("/vanished.bin");
   REQUIRE_OK(info.status());
   CHECK(info->length == data.size());
@@ -142,12 +151,7 @@ TEST_CASE("lease recovery closes the file of a vanished writer at the bytes it f
 }
 
 TEST_CASE("lease recovery keeps a finished block that the writer never committed", "[recovery]") {
-  MiniCluster::Options o;
-  o.num_datanodes = 3;
-  o.conf = {{"dfs.heartbeat.interval", "200ms"},
-            {"dfs.namenode.lease.soft-limit", "1s"},
-            {"dfs.namenode.lease.hard-limit", "2s"}};
-  auto mc = MiniCluster::Start(o);
+  auto mc = MiniCluster::Start(ShortLeases());
   REQUIRE_OK(mc.status());
   const std::string data = RandomBytes(1 << 20, 5);  // exactly one block
   {
@@ -159,12 +163,36 @@ TEST_CASE("lease recovery keeps a finished block that the writer never committed
     // the close would have told the NameNode its length.
   }
   auto fs = (*mc)->NewClient();
-  CHECK(WaitFor([&] {
-    auto i = fs->GetFileInfo("/exact.bin");
-    return i.ok() && !i->under_construction;
-  }));
+  CHECK(WaitForClose(*fs, "/exact.bin"));
   auto got = ReadFile(*fs, "/exact.bin");
   REQUIRE_OK(got.status());
   CHECK(got->size() == data.size());
   CHECK(*got == data);
+}
+
+TEST_CASE("lease recovery waits for DataNodes that do not answer, then closes at what is left", "[recovery]") {
+  auto mc = MiniCluster::Start(ShortLeases());
+  REQUIRE_OK(mc.status());
+  const std::string data = RandomBytes((5 << 19) + 99, 13);  // two full blocks and half of a third
+  {
+    auto writer = (*mc)->NewClient();
+    auto out = writer->Create("/unanswered.bin");
+    REQUIRE_OK(out.status());
+    REQUIRE_OK((*out)->Write(data.data(), data.size()));
+    REQUIRE_OK((*out)->Flush());
+  }
+  // Every DataNode goes away (the NameNode still counts them live): the
+  // recovery cannot ask anyone and must wait, not close the file.
+  for (int i = 0; i < 3; ++i) (*mc)->StopDataNode(i);
+  auto fs = (*mc)->NewClient();
+  REQUIRE_FALSE(WaitFor([&] { return !fs->GetFileInfo("/unanswered.bin")->under_construction; },
+                        std::chrono::seconds(5)));
+  // They come back; a restart drops unfinished temporaries, so the third block
+  // has no byte anywhere and the file closes at the two finished blocks.
+  for (int i = 0; i < 3; ++i) REQUIRE_OK((*mc)->StartDataNode(i));
+  CHECK(WaitForClose(*fs, "/unanswered.bin"));
+  auto got = ReadFile(*fs, "/unanswered.bin");
+  REQUIRE_OK(got.status());
+  CHECK(got->size() == (2u << 20));
+  CHECK(*got == data.substr(0, 2u << 20));
 }
