@@ -42,6 +42,11 @@ FileInfo ToFileInfo(const std::string& dir, const proto::FileStatus& s, bool is_
 }  // namespace
 
 Result<std::unique_ptr<FileSystem>> FileSystem::Connect(const Config& conf, const std::string& namenode) {
+  return ConnectAs(conf, namenode, CurrentUser());
+}
+
+Result<std::unique_ptr<FileSystem>> FileSystem::ConnectAs(const Config& conf, const std::string& namenode,
+                                                         const std::string& user) {
   std::string addr = namenode;
   if (addr.empty()) {
     if (const char* env = std::getenv("DFS_NAMENODE"); env && *env) addr = env;
@@ -50,7 +55,7 @@ Result<std::unique_ptr<FileSystem>> FileSystem::Connect(const Config& conf, cons
   std::string host;
   uint16_t port = 0;
   DFS_RETURN_IF_ERROR(ParseHostPort(addr, &host, &port).Prepend("NameNode address"));
-  return std::unique_ptr<FileSystem>(new FileSystemImpl(conf, host, port, CurrentUser()));
+  return std::unique_ptr<FileSystem>(new FileSystemImpl(conf, host, port, user.empty() ? CurrentUser() : user));
 }
 
 FileSystemImpl::FileSystemImpl(Config conf, std::string host, uint16_t port, std::string user)

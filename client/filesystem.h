@@ -107,6 +107,10 @@ class FileSystem {
   // Finds the NameNode from `namenode` ("host:port"), else $DFS_NAMENODE, else
   // fs.defaultFS. Does not contact the NameNode until the first call.
   static Result<std::unique_ptr<FileSystem>> Connect(const Config& conf, const std::string& namenode = "");
+  // The same, acting as `user` instead of $DFS_USER / $USER (the job service
+  // and streaming tasks act for the job's owner).
+  static Result<std::unique_ptr<FileSystem>> ConnectAs(const Config& conf, const std::string& namenode,
+                                                       const std::string& user);
   virtual ~FileSystem() = default;
 
   // User input → absolute path: relative paths are under the home directory
@@ -137,6 +141,10 @@ class FileSystem {
 
   virtual Result<std::unique_ptr<OutputStream>> Create(const std::string& path, const CreateOptions& opts = {}) = 0;
   virtual Result<std::unique_ptr<InputStream>> Open(const std::string& path) = 0;
+
+  // Reads try this DataNode's replica first when it has one (a streaming task
+  // reading its split from the node it runs on). Set before opening streams.
+  virtual void SetPreferredDatanode(const std::string& uuid) {}
 
   // Administration.
   virtual Result<proto::GetStatsResponse> GetStats() = 0;

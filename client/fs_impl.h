@@ -62,6 +62,8 @@ class FileSystemImpl : public FileSystem {
 
   const BlockWriter::Options& writer_options() const { return writer_opts_; }
   const BlockReader::Options& reader_options() const { return reader_opts_; }
+  void SetPreferredDatanode(const std::string& uuid) override { preferred_datanode_ = uuid; }
+  const std::string& preferred_datanode() const { return preferred_datanode_; }
   const std::string& client_name() const { return client_name_; }
   int complete_retries() const { return complete_retries_; }
 
@@ -70,6 +72,7 @@ class FileSystemImpl : public FileSystem {
 
   const Config conf_;
   const std::string user_;
+  std::string preferred_datanode_;
   const std::string home_;
   const std::string address_;
   const std::string client_name_;

@@ -128,6 +128,15 @@ class DfsInputStream : public InputStream {
           BlockName(BlockId(lb.block().id())), path_, lb.offset(), path_));
     }
     const std::string bname = BlockName(BlockId(lb.block().id()));
+    if (const std::string& pref = fs_->preferred_datanode(); !pref.empty()) {
+      auto* locs = lb.mutable_locations();
+      for (int i = 1; i < locs->size(); ++i) {
+        if (locs->Get(i).uuid() == pref) {
+          std::rotate(locs->begin(), locs->begin() + i, locs->begin() + i + 1);
+          break;
+        }
+      }
+    }
     for (int round = 0; round < 2; ++round) {
       Status last;
       for (const auto& loc : lb.locations()) {

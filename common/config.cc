@@ -98,12 +98,41 @@ const std::vector<ConfigKey> kKeys = {
      "(Hadoop: dfs.datanode.scan.period.hours, default three weeks.)"},
     {"dfs.block.scanner.volume.bytes.per.second", "1m", ConfigType::kSize, "",
      "Most bytes per second the block scanner reads, so it never competes with clients for the disk."},
+    {"dfs.datanode.task.slots", "0", ConfigType::kInt, "",
+     "Streaming tasks (mappers, reducers) one DataNode runs at a time; 0 = one per CPU core."},
+    {"dfs.datanode.task.dir", "", ConfigType::kString, "",
+     "Local directory for tasks' working directories and map outputs; empty = 'tasks' next to\n"
+     "the first data directory."},
+    {"dfs.jobs.locality.wait", "500ms", ConfigType::kDuration, "ms",
+     "How long a map task waits for a slot on a DataNode holding its block before it runs elsewhere."},
+    {"dfs.jobs.retained", "500", ConfigType::kInt, "",
+     "Finished jobs the NameNode remembers for `dfs job -list all`, -status and -logs."},
+    {"mapreduce.job.reduces", "1", ConfigType::kInt, "",
+     "Default number of reduce tasks of a streaming job (-numReduceTasks; old name mapred.reduce.tasks)."},
+    {"mapreduce.map.maxattempts", "4", ConfigType::kInt, "",
+     "Attempts a map task gets (each on another DataNode when there is one) before the job fails."},
+    {"mapreduce.reduce.maxattempts", "4", ConfigType::kInt, "", "The same for reduce tasks."},
+    {"mapreduce.task.timeout", "10m", ConfigType::kDuration, "ms",
+     "A task that reads no input and writes no output for this long is killed and retried; 0 = never."},
+    {"mapreduce.task.io.sort.mb", "100", ConfigType::kInt, "",
+     "Memory (MiB) a map task uses to sort its output before spilling it to local disk."},
+    {"mapreduce.task.limit.cpu", "1h", ConfigType::kDuration, "s",
+     "CPU time one task's program may use (RLIMIT_CPU); 0 = unlimited."},
+    {"mapreduce.task.limit.memory", "4g", ConfigType::kSize, "",
+     "Address space one task's program may map (RLIMIT_AS); 0 = unlimited."},
+    {"mapreduce.task.limit.file-size", "16g", ConfigType::kSize, "",
+     "Largest file one task's program may write (RLIMIT_FSIZE); 0 = unlimited."},
     {"dfs.log.level", "info", ConfigType::kString, "", "trace, debug, info, warn or error."},
 };
 
 // Older names Hadoop still accepts, and the key each now means.
 const std::vector<std::pair<std::string, std::string>> kAliases = {
     {"dfs.replication.min", "dfs.namenode.replication.min"},
+    {"mapred.reduce.tasks", "mapreduce.job.reduces"},
+    {"mapred.map.max.attempts", "mapreduce.map.maxattempts"},
+    {"mapred.reduce.max.attempts", "mapreduce.reduce.maxattempts"},
+    {"mapred.task.timeout", "mapreduce.task.timeout"},
+    {"io.sort.mb", "mapreduce.task.io.sort.mb"},
 };
 
 const std::string& Canonical(const std::string& name) {

@@ -13,6 +13,7 @@
 #include "datanode/block_scanner.h"
 #include "datanode/block_store.h"
 #include "datanode/xfer_server.h"
+#include "streaming/task_tracker.h"
 #include "proto/namenode.pb.h"
 
 namespace dfs::datanode {
@@ -149,6 +150,25 @@ Status DataNode::Start() {
   scanner_ = std::make_unique<BlockScanner>(store_.get(), sc,
                                             [this](const proto::Block& b, const Status&) { ReportOwnBadReplica(b); });
   scanner_->Start();
+
+  streaming::TaskTracker::Options to;
+  to.conf = conf_;
+  to.namenode = nn_address_;
+  to.uuid = uuid_;
+  std::string advertised = conf_.GetString("dfs.datanode.hostname");
+  if (advertised.empty()) advertised = host;  // 0.0.0.0: the job service uses the address it sees
+  to.xfer_address = fmt::format("{}:{}", advertised, xfer_->port());
+  to.slots = static_cast<int>(conf_.GetInt("dfs.datanode.task.slots"));
+  to.dir = conf_.GetString("dfs.datanode.task.dir");
+  if (to.dir.empty()) to.dir = store_->volumes().front() + "/tasks";
+  tasks_ = std::make_unique<streaming::TaskTracker>(to);
+  xfer_->SetShuffleLookup([t = tasks_.get()](const std::string& job, const std::string& attempt,
+                                             uint32_t partition) -> Result<XferServer::MapOutputSegment> {
+    auto seg = t->LookupMapOutput(job, attempt, partition);
+    if (!seg.ok()) return seg.status();
+    return XferServer::MapOutputSegment{seg->path, seg->offset, seg->length};
+  });
+  DFS_RETURN_IF_ERROR(tasks_->Start());
   Log("dn")->info("DataNode {} serving blocks on {} from {} ({} replicas); NameNode {}", uuid_, label_,
                   fmt::join(store_->volumes(), ","), store_->AllReplicas().size(), nn_address_);
   return Status::OK();
@@ -161,6 +181,7 @@ void DataNode::Shutdown() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (tasks_) tasks_->Shutdown();
   if (scanner_) scanner_->Stop();
   if (service_.joinable()) service_.join();
   if (xfer_) xfer_->Shutdown();

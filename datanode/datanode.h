@@ -5,7 +5,8 @@
 // after registration and periodically, an incremental report the moment a
 // replica is finalized or deleted, and the commands that come back in
 // heartbeat replies (delete replicas, copy replicas to other DataNodes); and
-// the block scanner. When a data directory fails it sends a full block report
+// the block scanner, and the task tracker that runs streaming MapReduce tasks.
+// When a data directory fails it sends a full block report
 // at once (so the NameNode re-replicates what was there) and carries on with
 // the others, unless more failed than dfs.datanode.failed.volumes.tolerated
 // allows or none is left: then it stops with a fatal error.
@@ -29,6 +30,9 @@
 
 namespace dfs::rpc {
 class RpcChannel;
+}
+namespace dfs::streaming {
+class TaskTracker;
 }
 
 namespace dfs::datanode {
@@ -82,6 +86,7 @@ class DataNode : public Daemon {
   std::unique_ptr<BlockStore> store_;
   std::unique_ptr<XferServer> xfer_;
   std::unique_ptr<BlockScanner> scanner_;
+  std::unique_ptr<streaming::TaskTracker> tasks_;  // runs streaming tasks (streaming/task_tracker.h)
   std::unique_ptr<rpc::RpcChannel> nn_;
   std::string nn_address_;
   std::string label_;

@@ -1,8 +1,13 @@
 #include "datanode/xfer_server.h"
 
 #include <fmt/format.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <deque>
@@ -199,8 +204,13 @@ void XferServer::Serve(Socket sock, Conn* conn) {
         if (!HandleRecover(sock, req)) break;
         continue;
       }
+      if (req.op() == proto::FETCH_MAP_OUTPUT) {
+        if (!HandleFetch(sock, req)) break;
+        continue;
+      }
       Status bad = Status::ProtocolError(
-          fmt::format("unknown data transfer operation {} (this DataNode knows READ_BLOCK, WRITE_BLOCK and RECOVER_REPLICA)",
+          fmt::format("unknown data transfer operation {} (this DataNode knows READ_BLOCK, WRITE_BLOCK, "
+                      "RECOVER_REPLICA and FETCH_MAP_OUTPUT)",
                       static_cast<int>(req.op())));
       Log("dn")->warn("bad request from {}: {}", peer, bad.message());
       ReplyError(sock, bad);
@@ -281,6 +291,67 @@ bool XferServer::HandleRead(Socket& sock, const proto::OpRequest& req) {
     }
   }
   h.set_offset_in_block(stop);
+  h.set_seqno(seqno);
+  h.set_data_len(0);
+  h.set_last(true);
+  return SendPacket(sock, h, nullptr, 0, nullptr, &scratch, timeout).ok();
+}
+
+bool XferServer::HandleFetch(Socket& sock, const proto::OpRequest& req) {
+  const Millis timeout = options_.socket_timeout;
+  if (!shuffle_) {
+    ReplyError(sock, Status::NotSupported("DataNode " + options_.node_label + " runs no streaming tasks"));
+    return true;
+  }
+  auto seg = shuffle_(req.job_id(), req.map_attempt(), req.partition());
+  if (!seg.ok()) {
+    ReplyError(sock, seg.status().Prepend("DataNode " + options_.node_label));
+    return true;
+  }
+  const int fd = ::open(seg->path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    ReplyError(sock, Status::FromErrno("DataNode " + options_.node_label + ": open map output " + seg->path, errno));
+    return true;
+  }
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  constexpr uint32_t kBpc = 64 << 10;
+  proto::OpResponse resp;
+  resp.set_code(proto::OK);
+  resp.set_bytes_per_checksum(kBpc);
+  resp.set_first_chunk_offset(0);
+  resp.set_block_length(seg->length);
+  if (!SendOpResponse(sock, resp, timeout).ok()) return false;
+  BufferPool::Buffer pooled = read_buffers_->Get();
+  const size_t packet_bytes = std::max<size_t>(kBpc, std::min(read_buffers_->buffer_bytes(), options_.read_packet_bytes) / kBpc * kBpc);
+  std::vector<uint64_t> sums(packet_bytes / kBpc + 1);
+  std::string scratch;
+  proto::PacketHeader h;
+  int64_t seqno = 0;
+  for (uint64_t pos = 0; pos < seg->length; pos += h.data_len()) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(packet_bytes, seg->length - pos));
+    size_t got = 0;
+    while (got < n) {
+      ssize_t r = ::pread(fd, pooled.data() + got, n - got, static_cast<off_t>(seg->offset + pos + got));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        Log("dn")->warn("reading map output {} for {} failed: {}", seg->path, sock.PeerAddress(),
+                        r < 0 ? std::strerror(errno) : "the file is shorter than its index says");
+        return false;
+      }
+      got += static_cast<size_t>(r);
+    }
+    const size_t chunks = PacketChunks(pos, n, kBpc);
+    ComputePacketChecksums(pos, pooled.data(), n, kBpc, sums.data());
+    h.set_offset_in_block(pos);
+    h.set_seqno(seqno++);
+    h.set_data_len(static_cast<uint32_t>(n));
+    h.set_last(false);
+    if (!SendPacket(sock, h, sums.data(), chunks, pooled.data(), &scratch, timeout).ok()) return false;
+  }
+  h.set_offset_in_block(seg->length);
   h.set_seqno(seqno);
   h.set_data_len(0);
   h.set_last(true);

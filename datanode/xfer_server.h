@@ -1,7 +1,8 @@
 // XferServer: the DataNode's data transfer server (dfs.datanode.address, 9866).
-// Serves READ_BLOCK (packets sent with sendfile from the replica) and
-// WRITE_BLOCK (receive, verify, forward downstream, store, ack upstream) as
-// framed in common/data_transfer.h.
+// Serves READ_BLOCK (packets sent with sendfile from the replica),
+// WRITE_BLOCK (receive, verify, forward downstream, store, ack upstream),
+// RECOVER_REPLICA and FETCH_MAP_OUTPUT (the streaming shuffle) as framed in
+// common/data_transfer.h.
 //
 // Threads: one listener thread, and one thread per connection (a write adds a
 // responder thread for its acks), capped at max_threads connections; a
@@ -47,6 +48,17 @@ class XferServer {
     size_t read_packet_bytes = 256 << 10;   // data per READ_BLOCK packet, rounded to whole chunks
   };
   using BlockReceivedFn = std::function<void(const proto::Block&)>;
+  // FETCH_MAP_OUTPUT: where one partition of a map attempt's output is (a
+  // byte range of a local file), or NotFound.
+  struct MapOutputSegment {
+    std::string path;
+    uint64_t offset = 0;
+    uint64_t length = 0;
+  };
+  using ShuffleLookupFn =
+      std::function<Result<MapOutputSegment>(const std::string& job, const std::string& attempt, uint32_t partition)>;
+  // Set before Start (the task tracker is built after the server has a port).
+  void SetShuffleLookup(ShuffleLookupFn fn) { shuffle_ = std::move(fn); }
 
   XferServer(BlockStore* store, Options options, BlockReceivedFn on_block_received);
   ~XferServer();  // calls Shutdown()
@@ -77,6 +89,8 @@ class XferServer {
   // RECOVER_REPLICA (lease recovery, from the NameNode). Returns false when the
   // connection must be closed.
   bool HandleRecover(Socket& sock, const proto::OpRequest& req);
+  // FETCH_MAP_OUTPUT. Returns false when the connection must be closed.
+  bool HandleFetch(Socket& sock, const proto::OpRequest& req);
   // Ends a write of block `id` that is still in progress here (its writer
   // moved on or vanished but our sockets have not timed out yet) and waits
   // until it let go of the replica. False when it did not within `deadline`.
@@ -98,6 +112,7 @@ class XferServer {
   std::unique_ptr<BufferPool> read_buffers_;  // one per concurrent read, reused across operations
   Options options_;
   BlockReceivedFn on_block_received_;
+  ShuffleLookupFn shuffle_;
   Listener listener_;
   uint16_t port_ = 0;
   std::thread accept_thread_;

@@ -7,6 +7,7 @@
 //   'P' | inode id (8)                    → parent id (8) | name reverse index
 //   'B' | block id (8)                    → proto::BlockRecord
 //   'M' | meta name                       → value (cluster id, id counters)
+//   'J' | job id                          → proto::JobRecord     finished job (history)
 //
 // A rename rewrites one 'D' key, deletes another and updates one 'P' key, all
 // in one WriteBatch.
@@ -22,6 +23,7 @@ inline constexpr char kDentryPrefix = 'D';
 inline constexpr char kParentPrefix = 'P';
 inline constexpr char kBlockPrefix = 'B';
 inline constexpr char kMetaPrefix = 'M';
+inline constexpr char kJobPrefix = 'J';
 
 inline void AppendBE64(std::string* out, uint64_t v) {
   for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>(v >> (i * 8)));

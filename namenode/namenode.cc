@@ -2,11 +2,17 @@
 
 #include <fmt/format.h>
 
+#include <unistd.h>
+#include <pwd.h>
+
+#include "client/filesystem.h"
 #include "common/logging.h"
 #include "common/rpc/server.h"
 #include "namenode/block_manager.h"
 #include "namenode/namenode_service.h"
+#include "namenode/namespace_store.h"
 #include "namenode/namesystem.h"
+#include "streaming/job_service.h"
 
 namespace dfs::namenode {
 
@@ -58,7 +64,32 @@ Status NameNode::Start() {
   ro.handler_threads = static_cast<int>(conf_.GetInt("dfs.namenode.handler.count"));
   rpc_ = std::make_unique<rpc::RpcServer>(ro);
   RegisterNameNodeService(rpc_.get(), ns_.get(), blocks_.get());
+
+  streaming::JobService::Options jo;
+  jo.conf = conf_;
+  jo.tracker_expiry = conf_.GetDuration("dfs.namenode.datanode.dead.interval");
+  jo.locality_wait = conf_.GetDuration("dfs.jobs.locality.wait");
+  jo.retained_jobs = static_cast<size_t>(std::max<int64_t>(1, conf_.GetInt("dfs.jobs.retained")));
+  if (passwd* pw = getpwuid(geteuid())) jo.superuser = pw->pw_name;
+  NamespaceStore* store = ns_->store();
+  streaming::JobService::History history;
+  history.put = [store](const std::string& id, const std::string& rec) {
+    Status s = store->PutJobRecord(id, rec);
+    if (!s.ok()) Log("jobs")->warn("could not save {} in the job history: {}", id, s.ToString());
+  };
+  history.remove = [store](const std::string& id) { (void)store->DeleteJobRecord(id); };
+  history.scan = [store](const std::function<void(const std::string&)>& fn) {
+    (void)store->ForEachJobRecord([&](std::string_view, const std::string& rec) { fn(rec); });
+  };
+  jobs_ = std::make_unique<streaming::JobService>(
+      std::move(jo),
+      [this](const std::string& user) { return client::FileSystem::ConnectAs(conf_, self_address_, user); },
+      std::move(history));
+  jobs_->RegisterMethods(rpc_.get());
   DFS_RETURN_IF_ERROR(rpc_->Start());
+  self_address_ = fmt::format("{}:{}", ro.bind_host == "0.0.0.0" || ro.bind_host.empty() ? "127.0.0.1" : ro.bind_host,
+                              rpc_->port());
+  DFS_RETURN_IF_ERROR(jobs_->Start());
   monitor_ = std::thread([this] { MonitorLoop(); });
   lease_recovery_ = std::thread([this] { LeaseRecoveryLoop(); });
   Log("nn")->info("NameNode of cluster {} serving RPC on {}:{} (metadata in {})", ns_->cluster_id(), ro.bind_host,
@@ -73,6 +104,7 @@ void NameNode::Shutdown() {
     stopping_ = true;
   }
   cv_.notify_all();
+  if (jobs_) jobs_->Shutdown();
   if (rpc_) rpc_->Shutdown();
   if (monitor_.joinable()) monitor_.join();
   if (lease_recovery_.joinable()) lease_recovery_.join();

@@ -1,5 +1,5 @@
-// NameNode: builds the namespace, block manager and RPC service from a Config
-// and runs the background monitor (dead DataNodes, replication work, safe
+// NameNode: builds the namespace, block manager, RPC service and the streaming
+// job service (streaming/job_service.h) from a Config and runs the background monitor (dead DataNodes, replication work, safe
 // mode). main.cc only parses flags and calls Create/Start/Shutdown.
 //
 // Thread-safety: Start and Shutdown are called by one thread; accessors may be
@@ -18,6 +18,9 @@
 
 namespace dfs::rpc {
 class RpcServer;
+}
+namespace dfs::streaming {
+class JobService;
 }
 
 namespace dfs::namenode {
@@ -52,6 +55,8 @@ class NameNode : public Daemon {
   std::unique_ptr<BlockManager> blocks_;
   std::unique_ptr<Namesystem> ns_;
   std::unique_ptr<rpc::RpcServer> rpc_;
+  std::unique_ptr<streaming::JobService> jobs_;  // streaming MapReduce coordinator
+  std::string self_address_;                     // host:port clients of this process use
   std::thread monitor_;
   std::thread lease_recovery_;
   std::mutex mu_;

@@ -152,6 +152,24 @@ Status NamespaceStore::ForEachBlock(const std::function<void(uint64_t, const pro
   return FromRocks(it->status(), "scan blocks");
 }
 
+Status NamespaceStore::PutJobRecord(const std::string& job_id, const std::string& record) {
+  return FromRocks(db_->Put(rocksdb::WriteOptions(), std::string(1, kJobPrefix) + job_id, record), "store job record");
+}
+
+Status NamespaceStore::DeleteJobRecord(const std::string& job_id) {
+  return FromRocks(db_->Delete(rocksdb::WriteOptions(), std::string(1, kJobPrefix) + job_id), "delete job record");
+}
+
+Status NamespaceStore::ForEachJobRecord(
+    const std::function<void(std::string_view job_id, const std::string& record)>& fn) {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions()));
+  const std::string prefix(1, kJobPrefix);
+  for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next()) {
+    fn(std::string_view(it->key().data() + 1, it->key().size() - 1), it->value().ToString());
+  }
+  return FromRocks(it->status(), "scan job records");
+}
+
 Result<uint64_t> NamespaceStore::Apply(rocksdb::WriteBatch* batch) {
   rocksdb::WriteOptions wo;
   wo.sync = false;  // WaitDurable() syncs for a whole group of batches

@@ -68,6 +68,12 @@ class NamespaceStore {
   // while holding locks the store's callers take.
   void OnDurable(uint64_t ticket, std::function<void(Status)> fn);
 
+  // The job service's history of finished jobs ('J' keys): written without a
+  // sync of their own (the next namespace sync carries them), scanned at start.
+  Status PutJobRecord(const std::string& job_id, const std::string& record);
+  Status DeleteJobRecord(const std::string& job_id);
+  Status ForEachJobRecord(const std::function<void(std::string_view job_id, const std::string& record)>& fn);
+
   // For statistics: how many WAL syncs have run (group commit shares them).
   uint64_t sync_count() const;
 

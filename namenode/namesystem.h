@@ -99,6 +99,8 @@ class Namesystem {
 
   // WAL syncs so far (group commit shares them between clients).
   uint64_t sync_count() const { return store_->sync_count(); }
+  // The job service's history (see NamespaceStore::PutJobRecord).
+  NamespaceStore* store() { return store_.get(); }
 
  private:
   // One resolved path component: where its entry lives and its record.

@@ -220,6 +220,31 @@ const std::vector<Command> kCommands = {
      -1,
      true,
      RunAdmin},
+    {"streaming",
+     {"jar"},
+     kRawArgs,
+     "-input <path> -output <dir> -mapper <cmd> [-reducer <cmd>|NONE] [-combiner <cmd>] [-file <f>]... "
+     "[-files a,b] [-numReduceTasks N] [-D key=value]... [-cmdenv K=V]... [-partitioner "
+     "KeyFieldBasedPartitioner] [-overwrite] [-background]",
+     "Run a Hadoop-streaming MapReduce job on the cluster: the mapper and reducer are programs (Python "
+     "scripts, usually) that read lines on stdin and write key<TAB>value lines on stdout. Scripts named "
+     "with -file are shipped to every task; Windows line endings and missing #! lines are fixed for "
+     "you. Progress is shown until the job ends; Ctrl-C stops watching, not the job. "
+     "`dfs streaming -help` lists every option.",
+     0,
+     -1,
+     true,
+     RunStreaming},
+    {"job",
+     {},
+     kRawArgs,
+     "-list [all] | -status <job-id> | -kill <job-id> | -logs <job-id>",
+     "Streaming jobs on the cluster: list the running ones (all: the finished ones too), show one "
+     "job's progress and counters, kill it, or print the stderr of every failed attempt.",
+     1,
+     -1,
+     true,
+     RunJob},
     {"help", {}, "", "[cmd ...]", "Show the description of commands.", 0, -1, false, RunHelp},
     {"usage", {}, "", "[cmd ...]", "Show the usage of commands.", 0, -1, false, RunUsage},
 };

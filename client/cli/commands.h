@@ -63,6 +63,10 @@ int RunGetmerge(Context& ctx, const Flags& flags, const Args& args);
 
 // admin_commands.cc, fsck.cc
 int RunAdmin(Context& ctx, const Flags& flags, const Args& args);
+
+// job_commands.cc
+int RunStreaming(Context& ctx, const Flags& flags, const Args& args);
+int RunJob(Context& ctx, const Flags& flags, const Args& args);
 int RunFsck(Context& ctx, const Flags& flags, const Args& args);
 
 // commands.cc

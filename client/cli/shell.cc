@@ -97,6 +97,22 @@ int RunShell(std::vector<std::string> args, const ShellEnv& env) {
   const Command* cmd = FindCommand(name);
   if (!cmd) return pre.UsageError("Unknown command '" + args[0] + "'");
   args.erase(args.begin());
+  if (cmd->run == RunStreaming) {
+    // `dfs -D stream.num.map.output.key.fields=2 streaming ...`: generic -D
+    // options before the command are job configuration too, as in Hadoop.
+    // Keys dfs knows also configure the client; the others only the job.
+    std::vector<std::pair<std::string, std::string>> known;
+    std::vector<std::string> job_defines;
+    for (const auto& [k, v] : opts.overrides) {
+      job_defines.push_back("-D");
+      job_defines.push_back(k + "=" + v);
+      bool is_known = false;
+      for (const auto& key : AllConfigKeys()) is_known |= k == key.name;
+      if (is_known) known.emplace_back(k, v);
+    }
+    opts.overrides = std::move(known);
+    args.insert(args.begin(), job_defines.begin(), job_defines.end());
+  }
 
   Context ctx(nullptr, *env.out, err, *env.in);
   ctx.command = cmd;

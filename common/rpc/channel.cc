@@ -42,6 +42,7 @@ struct RpcChannel::Impl {
   bool reading = false;          // a caller is reading frames
   uint64_t next_call_id = 1;
   std::map<uint64_t, std::shared_ptr<Pending>> pending;
+  bool closed = false;  // Close() was called: every call fails at once
   std::mutex write_mu;  // serialises frame writes
 
   ~Impl() {
@@ -53,6 +54,7 @@ struct RpcChannel::Impl {
   Status EnsureConnected(std::chrono::milliseconds timeout) {
     // An idle connection with input waiting was closed by the server (it
     // restarted, say): drop it rather than send a call into it.
+    if (closed) return Status::Unavailable("the connection to " + label + " was closed");
     if (sock && pending.empty() && !reading && sock->HasPendingInput()) sock.reset();
     if (sock) return Status::OK();
     auto r = Socket::Connect(host, port, std::min(timeout, std::chrono::milliseconds(20'000)), label);
@@ -102,6 +104,12 @@ RpcChannel::RpcChannel(std::string host, uint16_t port, Identity identity, std::
 }
 
 RpcChannel::~RpcChannel() = default;
+
+void RpcChannel::Close() {
+  std::lock_guard<std::mutex> l(impl_->mu);
+  impl_->closed = true;
+  if (impl_->sock) impl_->FailAllLocked(impl_->sock, Status::Unavailable("the connection to " + impl_->label + " was closed"));
+}
 
 const std::string& RpcChannel::label() const { return impl_->label; }
 const Identity& RpcChannel::identity() const { return impl_->identity; }

@@ -41,6 +41,10 @@ class RpcChannel {
     return Status::OK();
   }
 
+  // Fails the calls in flight and every later call (to stop a thread blocked
+  // in a long-poll before destroying the channel).
+  void Close();
+
   const std::string& label() const;
   const Identity& identity() const;
 
