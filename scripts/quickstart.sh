@@ -142,6 +142,41 @@ fi
 echo
 "$DFS" admin report
 echo
+
+say "==> Running the classic word count as a streaming job"
+EXAMPLES=$DFS_HOME/examples
+mkdir -p "$EXAMPLES"
+cat >"$EXAMPLES/mapper.py" <<'PY'
+#!/usr/bin/env python3
+"""Word count mapper: one `word<TAB>1` line per word read on stdin."""
+import sys
+
+for line in sys.stdin:
+    for word in line.split():
+        print(f"{word}\t1")
+PY
+cat >"$EXAMPLES/reducer.py" <<'PY'
+#!/usr/bin/env python3
+"""Word count reducer: its input is sorted by word, so equal words are adjacent."""
+import sys
+
+current, count = None, 0
+for line in sys.stdin:
+    word, value = line.rstrip("\n").split("\t", 1)
+    if word != current:
+        if current is not None:
+            print(f"{current}\t{count}")
+        current, count = word, 0
+    count += int(value)
+if current is not None:
+    print(f"{current}\t{count}")
+PY
+chmod +x "$EXAMPLES/mapper.py" "$EXAMPLES/reducer.py"
+(cd "$EXAMPLES" && "$DFS" streaming -input sample.txt -output wordcount -overwrite \
+  -mapper mapper.py -reducer reducer.py -file mapper.py -file reducer.py 2>&1 | grep -v "^\s" )
+echo "Top words:"
+"$DFS" cat 'wordcount/part-*' | sort -t "$(printf '\t')" -k2,2nr | head -n 5
+echo
 say "Your cluster is running. Try:"
 cat <<EOT
   export PATH=$BIN:\$PATH
@@ -150,6 +185,9 @@ cat <<EOT
   dfs put yourfile.txt /tmp/        # upload; dfs get /tmp/yourfile.txt . downloads
   dfs fsck / -files -blocks -locations
   dfs admin report                  # DataNodes, capacity, blocks
+  cd $EXAMPLES && dfs streaming -input sample.txt -output wc2 \\
+      -mapper mapper.py -reducer reducer.py -file mapper.py -file reducer.py
+  dfs job -list all                 # jobs and their state; dfs job -logs <id> shows failures
   scripts/quickstart.sh stop        # stop everything (data stays in $DFS_HOME)
 Logs: $LOGS/   pids: $PIDS/
 EOT

@@ -3,9 +3,10 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -170,25 +171,9 @@ Status ExecFailure(const std::string& program, int err) {
                                     " has no #! line saying which interpreter runs it and is not a binary for this "
                                     "machine; add a first line like `#!/usr/bin/env python3`");
   }
-  if (err == E2BIG) return Status::InvalidArgument("cannot run " + name + ": its arguments and environment are too long");
+  if (err == E2BIG)
+    return Status::InvalidArgument("cannot run " + name + ": its arguments and environment are too long");
   return Status::FromErrno("cannot run " + program, err);
-}
-
-// Applies one limit to the already running child. A limit above the DataNode's
-// own hard limit cannot be granted without privileges, and the child already
-// inherited the stricter one, so the request is clamped to it.
-Status ApplyLimit(pid_t pid, __rlimit_resource resource, const char* what, uint64_t soft, uint64_t hard) {
-  struct rlimit old;
-  if (::prlimit(pid, resource, nullptr, &old) != 0) {
-    return Status::FromErrno(std::string("prlimit get ") + what, errno);
-  }
-  struct rlimit lim;
-  lim.rlim_cur = std::min<rlim_t>(soft, old.rlim_max);
-  lim.rlim_max = std::min<rlim_t>(hard, old.rlim_max);
-  if (::prlimit(pid, resource, &lim, nullptr) != 0) {
-    return Status::FromErrno(std::string("prlimit set ") + what, errno);
-  }
-  return Status::OK();
 }
 
 std::string SignalName(int sig) {
@@ -413,25 +398,128 @@ void Subprocess::StderrLoop() {
 // ---------------------------------------------------------------------------
 // Spawning
 
-// Why posix_spawn and not fork/exec: the DataNode is large and multi-threaded.
-// fork() copies its page tables (milliseconds per task, and a doubled commit
-// charge under strict overcommit) and leaves a child in which only async-signal-
-// safe calls are allowed. glibc's posix_spawn uses clone(CLONE_VM|CLONE_VFORK),
-// costs the same at any parent size, blocks signals in the child itself, and
-// reports a failed exec (ENOENT, EACCES, ENOEXEC) as its return value, so we
-// can explain it before anything runs instead of decoding an exit code 127.
-// The one thing it cannot do is set rlimits, so they are applied with prlimit()
-// right after it returns. That leaves a window of microseconds in which the new
-// program runs unlimited: harmless for RLIMIT_CPU (CPU time already used counts
-// against the limit), and RLIMIT_AS/RLIMIT_FSIZE only govern later allocations
-// and writes; only a program that forks within those microseconds (no
-// interpreter starts that fast) could hand an unlimited child on.
+// How a task is started, and why not fork() or posix_spawn().
+//
+// The DataNode is large and multi-threaded. fork() copies its page tables
+// (milliseconds per task, more under ASan, and a doubled commit charge under
+// strict overcommit). posix_spawn() avoids that with clone(CLONE_VM|CLONE_VFORK)
+// and reports a failed exec as its return value, but it cannot set rlimits, and
+// prlimit() after it returns is too late: the new program already runs, and on a
+// busy machine the spawning thread can be descheduled long enough for `dd` to
+// write 50 KB past a file size limit (seen in the tests), or for a task to fork
+// a child that never gets the limits.
+//
+// So we do what glibc's posix_spawn does, plus the limits: clone() with CLONE_VM
+// and CLONE_VFORK on a small stack of our own. The parent thread sleeps until the
+// child has called execve (or died), so the cost does not grow with the
+// DataNode's size; the child shares the parent's memory, so it runs only raw
+// system calls on data prepared beforehand (no malloc, no locks, no libc state,
+// no sanitizer runtime) and reports a failure by writing errno into that data.
+// All signals are blocked in the parent thread around the clone so no handler
+// can run on the shared memory; the child resets every disposition to default
+// and unblocks everything just before execve.
+namespace {
+
+enum class ChildStage : int { kNone = 0, kSetpgid, kRlimit, kDup2, kChdir, kExec };
+
+// The kernel's struct sigaction on x86-64/aarch64 (glibc's differs in layout).
+struct KernelSigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)();
+  uint64_t mask;
+};
+
+// Everything the child needs, built before the clone.
+struct ChildPlan {
+  const char* path = nullptr;
+  char* const* argv = nullptr;
+  char* const* envp = nullptr;
+  const char* cwd = nullptr;  // nullptr: keep the parent's
+  int stdio[3] = {-1, -1, -1};
+  int nlimits = 0;
+  int limit_resource[3] = {};
+  struct rlimit limit[3] = {};
+  KernelSigaction default_action = {};  // SIG_DFL
+  uint64_t empty_mask = 0;
+  // Written by the child when it fails before or in execve.
+  ChildStage stage = ChildStage::kNone;
+  int error = 0;
+};
+
+[[noreturn]] __attribute__((no_sanitize("address", "undefined"))) void ChildFail(ChildPlan* plan, ChildStage stage) {
+  plan->error = errno;
+  plan->stage = stage;
+  ::syscall(SYS_exit_group, 127);
+  __builtin_unreachable();
+}
+
+// Runs in the child on its own stack but in the parent's memory: raw system
+// calls only (syscall() is not intercepted by the sanitizers; sigaction and
+// sigprocmask are, and their interceptors are not safe here).
+__attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
+  ChildPlan* plan = static_cast<ChildPlan*>(arg);
+  // Own process group (pgid = pid), so Kill() reaches everything it forks.
+  if (::syscall(SYS_setpgid, 0, 0) != 0) ChildFail(plan, ChildStage::kSetpgid);
+  for (int i = 0; i < plan->nlimits; ++i) {
+    if (::syscall(SYS_prlimit64, 0, plan->limit_resource[i], &plan->limit[i], nullptr) != 0) {
+      ChildFail(plan, ChildStage::kRlimit);
+    }
+  }
+  for (int fd = 0; fd < 3; ++fd) {
+    // The source fds are >= 3, so dup2 always makes a copy without FD_CLOEXEC.
+    if (::syscall(SYS_dup2, plan->stdio[fd], fd) != fd) ChildFail(plan, ChildStage::kDup2);
+  }
+  if (plan->cwd != nullptr && ::syscall(SYS_chdir, plan->cwd) != 0) ChildFail(plan, ChildStage::kChdir);
+  // Belt and braces for fds some library opened without O_CLOEXEC (ENOSYS before
+  // Linux 5.9 is fine: ours all have O_CLOEXEC).
+  ::syscall(SYS_close_range, 3, ~0U, 0);
+  // Default dispositions for all (the DataNode ignores SIGPIPE; a mapper should
+  // die of it as under a shell), then nothing blocked, whatever the DataNode had.
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig != SIGKILL && sig != SIGSTOP) ::syscall(SYS_rt_sigaction, sig, &plan->default_action, nullptr, 8);
+  }
+  ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &plan->empty_mask, nullptr, 8);
+  ::syscall(SYS_execve, plan->path, plan->argv, plan->envp);
+  ChildFail(plan, ChildStage::kExec);
+}
+
+const char* ChildStageName(ChildStage stage) {
+  switch (stage) {
+    case ChildStage::kSetpgid:
+      return "setpgid";
+    case ChildStage::kRlimit:
+      return "setting resource limits";
+    case ChildStage::kDup2:
+      return "dup2";
+    case ChildStage::kChdir:
+      return "chdir";
+    default:
+      return "exec";
+  }
+}
+
+// A limit above the DataNode's own hard limit cannot be granted without
+// privileges, and the child inherits the stricter one anyway: clamp to it.
+void AddLimit(ChildPlan* plan, int resource, uint64_t soft, uint64_t hard) {
+  struct rlimit cur;
+  if (::getrlimit(static_cast<__rlimit_resource>(resource), &cur) != 0) cur.rlim_max = RLIM_INFINITY;
+  int i = plan->nlimits++;
+  plan->limit_resource[i] = resource;
+  plan->limit[i].rlim_cur = std::min<rlim_t>(soft, cur.rlim_max);
+  plan->limit[i].rlim_max = std::min<rlim_t>(hard, cur.rlim_max);
+}
+
+constexpr size_t kChildStackBytes = 64 * 1024;
+
+}  // namespace
+
 Result<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions& options) {
   if (options.argv.empty() || options.argv[0].empty()) return Status::InvalidArgument("no program to run");
   const std::string& program = options.argv[0];
   if (!options.cwd.empty()) {
-    // posix_spawn reports a failed chdir with the same errno as a failed exec;
-    // checking first keeps "program not found" unambiguous.
+    // A failed chdir and a failed exec can both be ENOENT; checking first keeps
+    // "program not found" unambiguous.
     struct stat st;
     if (::stat(options.cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
       return Status::NotFound("task working directory " + options.cwd + " does not exist");
@@ -482,38 +570,48 @@ Result<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions& option
     }
   }
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawnattr_t attr;
-  posix_spawnattr_init(&attr);
-  posix_spawn_file_actions_adddup2(&fa, in_r.fd, 0);  // dup2 clears FD_CLOEXEC on the copy
-  posix_spawn_file_actions_adddup2(&fa, out_w.fd, 1);
-  posix_spawn_file_actions_adddup2(&fa, err_w.fd, 2);
-  if (!options.cwd.empty()) posix_spawn_file_actions_addchdir_np(&fa, options.cwd.c_str());
-  // Belt and braces for fds a library opened without O_CLOEXEC.
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  // Own process group (pgid = child pid) so Kill() reaches everything it forks;
-  // no blocked signals and default dispositions, whatever the spawning thread had
-  // (the DataNode ignores SIGPIPE; a mapper should die of it like under a shell).
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setpgroup(&attr, 0);
-  posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setsigdefault(&attr, &all);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-
   std::vector<char*> argv_c, envp_c;
   for (const auto& a : options.argv) argv_c.push_back(const_cast<char*>(a.c_str()));
   argv_c.push_back(nullptr);
   for (const auto& e : env) envp_c.push_back(const_cast<char*>(e.c_str()));
   envp_c.push_back(nullptr);
 
-  pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, program.c_str(), &fa, &attr, argv_c.data(), envp_c.data());
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&attr);
-  if (rc != 0) return ExecFailure(program, rc);
+  ChildPlan plan;
+  plan.path = program.c_str();
+  plan.argv = argv_c.data();
+  plan.envp = envp_c.data();
+  plan.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+  plan.stdio[0] = in_r.fd;
+  plan.stdio[1] = out_w.fd;
+  plan.stdio[2] = err_w.fd;
+  // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL one second later at the hard one.
+  if (options.cpu_seconds > 0) {
+    uint64_t hard = options.cpu_seconds < RLIM_INFINITY - 1 ? options.cpu_seconds + 1 : options.cpu_seconds;
+    AddLimit(&plan, RLIMIT_CPU, options.cpu_seconds, hard);
+  }
+  if (options.memory_bytes > 0) AddLimit(&plan, RLIMIT_AS, options.memory_bytes, options.memory_bytes);
+  if (options.file_bytes > 0) AddLimit(&plan, RLIMIT_FSIZE, options.file_bytes, options.file_bytes);
+
+  void* stack =
+      ::mmap(nullptr, kChildStackBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  if (stack == MAP_FAILED) return Status::FromErrno("mmap child stack", errno);
+  sigset_t all, old;
+  sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + kChildStackBytes, CLONE_VM | CLONE_VFORK | SIGCHLD, &plan);
+  int clone_errno = errno;
+  ::pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  // CLONE_VFORK: we get here only once the child has exec'd or exited, so it no
+  // longer uses the stack or the plan.
+  ::munmap(stack, kChildStackBytes);
+  if (pid < 0) return Status::FromErrno("clone (starting " + Basename(program) + ")", clone_errno);
+  if (plan.stage != ChildStage::kNone) {
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (plan.stage == ChildStage::kExec) return ExecFailure(program, plan.error);
+    return Status::FromErrno(std::string(ChildStageName(plan.stage)) + " for " + Basename(program), plan.error);
+  }
 
   p->pid_ = pid;
   p->program_ = Basename(program);
@@ -526,22 +624,6 @@ Result<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions& option
   p->stdin_fd_ = in_w.release();
   p->stdout_fd_ = out_r.release();
   st.fd = err_r.release();
-  // From here on the destructor kills and reaps the child on any error.
-
-  struct Limit {
-    __rlimit_resource resource;
-    const char* what;
-    uint64_t value;
-    uint64_t hard_extra;  // hard limit above soft: RLIMIT_CPU sends SIGXCPU at soft, SIGKILL at hard
-  };
-  for (const Limit& l : {Limit{RLIMIT_CPU, "RLIMIT_CPU", options.cpu_seconds, 1},
-                         Limit{RLIMIT_AS, "RLIMIT_AS", options.memory_bytes, 0},
-                         Limit{RLIMIT_FSIZE, "RLIMIT_FSIZE", options.file_bytes, 0}}) {
-    if (l.value == 0) continue;
-    uint64_t hard = l.value > UINT64_MAX - l.hard_extra ? l.value : l.value + l.hard_extra;
-    DFS_RETURN_IF_ERROR(ApplyLimit(pid, l.resource, l.what, l.value, hard));
-  }
-
   p->stderr_thread_ = std::thread([raw = p.get()] { raw->StderrLoop(); });
   return p;
 }
@@ -734,9 +816,8 @@ int KillByMarker(const std::string& marker) {
 std::string ExplainExit(const ExitInfo& info, const std::string& program, std::chrono::milliseconds task_timeout) {
   const std::string& p = program;
   if (info.timed_out) {
-    std::string span = task_timeout.count() > 0
-                           ? "for " + std::to_string(task_timeout.count() / 1000) + " s"
-                           : "within the task timeout";
+    std::string span = task_timeout.count() > 0 ? "for " + std::to_string(task_timeout.count() / 1000) + " s"
+                                                : "within the task timeout";
     return p + " made no progress " + span +
            " (mapreduce.task.timeout) and was killed: it read no input, wrote no output and reported no status "
            "in that time; a long computation should print `reporter:status:...` lines to stderr now and then";
@@ -747,18 +828,22 @@ std::string ExplainExit(const ExitInfo& info, const std::string& program, std::c
       case 0:
         return p + " exited normally (exit code 0)";
       case 1:
-        return p + " exited with an error (exit code 1); for Python this is an uncaught exception: see the "
-                   "traceback below";
+        return p +
+               " exited with an error (exit code 1); for Python this is an uncaught exception: see the "
+               "traceback below";
       case 2:
-        return p + " exited with exit code 2: for Python, the script file could not be opened or its command "
-                   "line was wrong; see the messages below";
+        return p +
+               " exited with exit code 2: for Python, the script file could not be opened or its command "
+               "line was wrong; see the messages below";
       case 126:
-        return p + " could not be run (exit code 126): the file is not executable, because its execute bit is "
-                   "missing (`chmod +x`) or it is not a program or script";
+        return p +
+               " could not be run (exit code 126): the file is not executable, because its execute bit is "
+               "missing (`chmod +x`) or it is not a program or script";
       case 127:
-        return p + " could not be run (exit code 127): the command or its interpreter was not found; a script "
-                   "saved with Windows line endings makes its first line ask for `python3\\r`, which does not "
-                   "exist (convert it with dos2unix)";
+        return p +
+               " could not be run (exit code 127): the command or its interpreter was not found; a script "
+               "saved with Windows line endings makes its first line ask for `python3\\r`, which does not "
+               "exist (convert it with dos2unix)";
       default:
         break;
     }
@@ -795,8 +880,9 @@ Result<std::vector<std::string>> ResolveShebang(const std::string& name, const s
   // whitespace instead, so `#!/usr/bin/env python3 -u` works as students expect.
   std::vector<std::string> words = SplitWhitespace(std::string_view(line).substr(2));
   if (words.empty()) {
-    return Status::InvalidArgument(name + " starts with #! but names no interpreter after it; write e.g. "
-                                          "`#!/usr/bin/env python3` as its first line");
+    return Status::InvalidArgument(name +
+                                   " starts with #! but names no interpreter after it; write e.g. "
+                                   "`#!/usr/bin/env python3` as its first line");
   }
   const std::string interp = words[0];
   std::vector<std::string> out;
@@ -805,12 +891,14 @@ Result<std::vector<std::string>> ResolveShebang(const std::string& name, const s
     while (i < words.size() && (words[i] == "-S" || words[i] == "--split-string")) ++i;
     if (i < words.size() && (words[i].starts_with("-") || words[i].find('=') != std::string::npos)) {
       return Status::InvalidArgument(name + "'s first line `" + line + "` passes options or variables to env (" +
-                                     words[i] + "), which tasks do not support; use `#!/usr/bin/env python3` or "
+                                     words[i] +
+                                     "), which tasks do not support; use `#!/usr/bin/env python3` or "
                                      "set variables with -cmdenv");
     }
     if (i == words.size()) {
-      return Status::InvalidArgument(name + "'s first line `" + line + "` runs env without naming a program; write "
-                                            "e.g. `#!/usr/bin/env python3`");
+      return Status::InvalidArgument(name + "'s first line `" + line +
+                                     "` runs env without naming a program; write "
+                                     "e.g. `#!/usr/bin/env python3`");
     }
     const std::string& wanted = words[i];
     std::string found = FindOnPath(wanted, path_env);
@@ -850,7 +938,10 @@ bool IsElf(const std::string& path) {
   char magic[4] = {};
   ssize_t n = ::read(fd, magic, sizeof(magic));
   ::close(fd);
-  return n == 4 && std::memcmp(magic, "\x7f" "ELF", 4) == 0;
+  return n == 4 && std::memcmp(magic,
+                               "\x7f"
+                               "ELF",
+                               4) == 0;
 }
 
 // argv[0] is a file in the working directory: a script or a shipped binary.
@@ -861,9 +952,10 @@ Result<std::vector<std::string>> ResolveWorkdirProgram(const std::vector<std::st
   DFS_ASSIGN_OR_RETURN(std::string line, ReadFirstLine(script));
   if (line.starts_with(kUtf8Bom)) {
     if (line.substr(kUtf8Bom.size()).starts_with("#!")) {
-      return Status::InvalidArgument(name + " starts with an invisible byte-order mark (it was saved as \"UTF-8 "
-                                            "with BOM\"), so its #! line is not recognised; save it as UTF-8 without "
-                                            "BOM");
+      return Status::InvalidArgument(name +
+                                     " starts with an invisible byte-order mark (it was saved as \"UTF-8 "
+                                     "with BOM\"), so its #! line is not recognised; save it as UTF-8 without "
+                                     "BOM");
     }
     line.erase(0, kUtf8Bom.size());
   }
@@ -873,14 +965,20 @@ Result<std::vector<std::string>> ResolveWorkdirProgram(const std::vector<std::st
   } else if (EndsWith(name, ".py")) {
     std::string python = FindOnPath("python3", path_env);
     if (python.empty()) {
-      return Status::NotFound(name + " is a Python script without a #! line, and python3 is not on this DataNode's "
-                                     "PATH (" + path_env + ")");
+      return Status::NotFound(name +
+                              " is a Python script without a #! line, and python3 is not on this DataNode's "
+                              "PATH (" +
+                              path_env + ")");
     }
     out = {python, script};
   } else if (!IsExecutableFile(script)) {
-    return Status::PermissionDenied(name + " is not executable and has no #! line saying how to run it: run `chmod "
-                                           "+x " + name + "` and give it a first line like `#!/usr/bin/env python3`, "
-                                           "or name the interpreter in the command (e.g. `python3 " + name + "`)");
+    return Status::PermissionDenied(name +
+                                    " is not executable and has no #! line saying how to run it: run `chmod "
+                                    "+x " +
+                                    name +
+                                    "` and give it a first line like `#!/usr/bin/env python3`, "
+                                    "or name the interpreter in the command (e.g. `python3 " +
+                                    name + "`)");
   } else if (IsElf(script)) {
     out = {script};
   } else {

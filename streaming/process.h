@@ -50,7 +50,9 @@ struct SpawnOptions {
   // The task's working directory; empty keeps the caller's (tests only).
   std::string cwd;
   // Value of DFS_TASK_ATTEMPT for this task. If non-empty and env lacks the entry,
-  // it is added; processes carrying it are killed when the task ends.
+  // it is added; processes carrying it are killed when the task ends. It must be
+  // unique on the host (attempt id plus DataNode id: tests run several clusters).
+  // Empty: no marker, only the process group is killed.
   std::string marker;
   // Resource limits, 0 = unlimited. RLIMIT_CPU in seconds of CPU time (SIGXCPU,
   // then SIGKILL one second later), RLIMIT_AS in bytes of address space (allocations
@@ -95,7 +97,9 @@ class Subprocess {
   pid_t pid() const { return pid_; }
   // Parent ends of the child's stdin and stdout (O_CLOEXEC, blocking). The caller
   // reads stdout while writing stdin, or the two pipes deadlock. Writing after the
-  // child exited fails with EPIPE (the DataNode ignores SIGPIPE).
+  // child exited fails with EPIPE (the DataNode ignores SIGPIPE). stdout ends only
+  // when every process holding it is gone (a leftover background child keeps it
+  // open until Wait() kills it): poll it alongside Wait(), not to EOF before it.
   int stdin_fd() const { return stdin_fd_; }
   int stdout_fd() const { return stdout_fd_; }
   // Closes stdin: the program sees end of input.
@@ -105,7 +109,7 @@ class Subprocess {
   // left of its process group and of its marker, collects the rest of stderr and
   // returns how it ended (again on every later call). TimedOut if still running.
   Result<ExitInfo> Wait(std::chrono::milliseconds timeout);
-  // SIGTERM to the process group, SIGKILL after kill_grace; returns once reaped.
+  // SIGTERM to the process group, SIGKILL after kill_grace; blocks until reaped.
   void Kill();
   // Kill() for "no progress within mapreduce.task.timeout": ExitInfo::timed_out.
   void KillForTimeout();

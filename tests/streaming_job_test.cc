@@ -5,6 +5,7 @@
 #include <fstream>
 #include <map>
 #include <sstream>
+#include <thread>
 
 #include <catch2/catch.hpp>
 
@@ -290,4 +291,43 @@ TEST_CASE("pre-flight fixes a CRLF mapper and refuses what cannot run", "[stream
   CHECK(hang.rc == 1);
   CHECK(hang.err.find("failed 2 times") != std::string::npos);
   CHECK(hang.err.find("mapreduce.task.timeout") != std::string::npos);
+}
+
+TEST_CASE("a DataNode stopped mid-job has its tasks and map outputs redone and the answer is exact",
+          "[streaming][slow]") {
+  auto mc = StartCluster({{"dfs.namenode.datanode.dead.interval", "3s"}});
+  TempDir local;
+  auto fs = mc->NewClient();
+  const std::string text = WordText(200000, 11);  // ~3.8 MiB: four maps
+  REQUIRE(WriteFile(*fs, "/in/words.txt", text).ok());
+  // A slow mapper, so the job is still running when a node goes.
+  const std::string mapper = WriteLocal(local.path(), "slow.py",
+                                        "#!/usr/bin/env python3\n"
+                                        "import sys, time\n"
+                                        "for i, line in enumerate(sys.stdin):\n"
+                                        "    if i % 20000 == 0:\n"
+                                        "        time.sleep(0.3)\n"
+                                        "    for w in line.split():\n"
+                                        "        print(w + '\\t1')\n");
+  const std::string reducer = WriteLocal(local.path(), "reducer.py", kReducer);
+  ShellRun r;
+  std::thread job([&] {
+    r = Dfs(*mc, {"streaming", "-D", "mapreduce.job.reduces=2", "-input", "/in", "-output", "/wc", "-mapper",
+                  "slow.py", "-reducer", "reducer.py", "-file", mapper, "-file", reducer});
+  });
+  // Stop a DataNode once some map has finished somewhere (its output must be redone).
+  REQUIRE(WaitFor([&] {
+    for (int i = 0; i < mc->num_datanodes(); ++i) {
+      std::error_code ec;
+      for (auto& e : std::filesystem::recursive_directory_iterator(mc->datanode_dir(i), ec)) {
+        if (e.path().string().ends_with(".out.index")) return true;
+      }
+    }
+    return false;
+  }, std::chrono::seconds(60)));
+  mc->StopDataNode(0);
+  job.join();
+  INFO(r.err);
+  REQUIRE(r.rc == 0);
+  CHECK(ParseCounts(ReadParts(*fs, "/wc")) == CountWords(text));
 }

@@ -8,8 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -127,12 +127,29 @@ TEST_CASE("a task sees exactly the environment it was given", "[streaming]") {
   ::setenv("PYTHONUNBUFFERED", "1", 1);  // the DataNode's own environment must not leak
   SpawnOptions o = Options({"/usr/bin/env"}, tmp.path());
   o.env = {"A=1", "B=two words"};
-  o.marker = "attempt_1_m_000001_0";
+  // Markers must be unique per host: KillByMarker of another test process would
+  // otherwise kill this one.
+  o.marker = "attempt_env_" + std::to_string(::getpid());
   auto p = MustSpawn(o);
   std::string out = ReadAll(p->stdout_fd());
   ::unsetenv("PYTHONUNBUFFERED");
-  CHECK(out == "A=1\nB=two words\nDFS_TASK_ATTEMPT=attempt_1_m_000001_0\n");
-  CHECK(MustWait(*p).exit_code == 0);
+  CHECK(out == "A=1\nB=two words\nDFS_TASK_ATTEMPT=" + o.marker + "\n");
+  ExitInfo e = MustWait(*p);
+  CHECK(e.exited);
+  CHECK(e.exit_code == 0);
+}
+
+TEST_CASE("a task inherits no file descriptors but its three pipes", "[streaming]") {
+  TempDir tmp;
+  // Another task spawned meanwhile must not hold this one's stdin open, or cat
+  // would never see end of input.
+  auto first = MustSpawn(Options({"/bin/cat"}, tmp.path()));
+  auto second = MustSpawn(Options({"/bin/ls", "/proc/self/fd"}, tmp.path()));
+  CHECK(ReadAll(second->stdout_fd()) == "0\n1\n2\n3\n");  // 3: the directory ls is listing
+  first->CloseStdin();
+  CHECK(ReadAll(first->stdout_fd(), 10s).empty());
+  CHECK(MustWait(*first).exit_code == 0);
+  CHECK(MustWait(*second).exit_code == 0);
 }
 
 TEST_CASE("a task runs in its working directory", "[streaming]") {
