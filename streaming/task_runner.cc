@@ -1,6 +1,8 @@
 #include "streaming/task_runner.h"
 
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -37,7 +39,18 @@ const char* const kFileSystem = "File System Counters";
 
 int64_t NowMonoMs() { return std::chrono::duration_cast<Millis>(Clock::now().time_since_epoch()).count(); }
 
+// Writes to a program's stdin. A program that exited makes the write fail
+// with EPIPE; SIGPIPE, which would kill the whole DataNode, is blocked for the
+// writing thread (it is thread-directed, so that suffices).
 Status WriteAll(int fd, const char* p, size_t n) {
+  thread_local bool sigpipe_blocked = false;
+  if (!sigpipe_blocked) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    sigpipe_blocked = true;
+  }
   while (n > 0) {
     ssize_t w = ::write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
