@@ -35,10 +35,18 @@ Result<std::string> Unescape(std::string_view value, std::string_view conf_key) 
     }
     char e = value[++i];
     switch (e) {
-      case 't': out.push_back('\t'); break;
-      case 'n': out.push_back('\n'); break;
-      case 'r': out.push_back('\r'); break;
-      case '\\': out.push_back('\\'); break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case '\\':
+        out.push_back('\\');
+        break;
       case 'x': {
         int hi = i + 1 < value.size() ? HexDigit(value[i + 1]) : -1;
         int lo = i + 2 < value.size() ? HexDigit(value[i + 2]) : -1;
@@ -117,8 +125,8 @@ Result<KeyFieldRange> ParseKeyArg(std::string_view arg, std::string_view options
   if (pos != arg.size()) {
     return bad("unexpected '" + std::string(arg.substr(pos)) + "' (only the flags n and r are supported)");
   }
-  if (r.end_field != 0 && (r.end_field < r.start_field ||
-                           (r.end_field == r.start_field && r.end_char != 0 && r.end_char < r.start_char))) {
+  if (r.end_field != 0 &&
+      (r.end_field < r.start_field || (r.end_field == r.start_field && r.end_char != 0 && r.end_char < r.start_char))) {
     return bad("the range ends before it starts");
   }
   return r;
@@ -287,8 +295,7 @@ Result<KeySpec> KeySpec::FromConf(const std::function<std::string(std::string_vi
   std::string_view class_name_key;
   std::string comparator =
       lookup({"mapreduce.job.output.key.comparator.class", "mapred.output.key.comparator.class"}, &class_name_key);
-  bool key_field_comparator =
-      comparator.empty() || comparator.find("KeyFieldBasedComparator") != std::string::npos;
+  bool key_field_comparator = comparator.empty() || comparator.find("KeyFieldBasedComparator") != std::string::npos;
   bool text_comparator = comparator.ends_with("Text$Comparator") || comparator.ends_with("Text.Comparator");
   if (!key_field_comparator && !text_comparator) {
     return Status::InvalidArgument(

@@ -45,10 +45,10 @@ struct KeyFieldRange {
 };
 
 struct KeySpec {
-  std::string field_separator = "\t";        // between key and value; never empty
-  uint32_t num_key_fields = 1;               // >= 1
-  std::string key_field_separator = "\t";    // between the fields of a key; never empty
-  bool key_field_partitioner = false;        // hash only partition_fields of the key
+  std::string field_separator = "\t";           // between key and value; never empty
+  uint32_t num_key_fields = 1;                  // >= 1
+  std::string key_field_separator = "\t";       // between the fields of a key; never empty
+  bool key_field_partitioner = false;           // hash only partition_fields of the key
   std::vector<KeyFieldRange> partition_fields;  // empty: the whole key
   std::vector<KeyFieldRange> compare_fields;    // empty: bytewise order of the whole key
   uint32_t num_reduces = 1;

@@ -356,7 +356,7 @@ MapOutputCollector::MapOutputCollector(const KeySpec& spec, uint32_t num_partiti
       instance_id_(g_next_instance.fetch_add(1)) {
   if (num_partitions_ == 0 || num_partitions_ > kMaxPartitions) {
     error_ = Status::InvalidArgument("a map output needs 1 to " + std::to_string(kMaxPartitions) +
-                                           " partitions (one per reduce), not " + std::to_string(num_partitions_));
+                                     " partitions (one per reduce), not " + std::to_string(num_partitions_));
     return;
   }
   partition_counts_.assign(num_partitions_, 0);
@@ -376,9 +376,8 @@ Status MapOutputCollector::AllocateArena(size_t bytes) {
     size_t mapped = usable + kHugePage;  // room to align the start
     void* map = ::mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (map == MAP_FAILED) {
-      return Status::FromErrno("allocate a map sort buffer of " + std::to_string(bytes) +
-                                   " bytes (lower the sort buffer size)",
-                               errno);
+      return Status::FromErrno(
+          "allocate a map sort buffer of " + std::to_string(bytes) + " bytes (lower the sort buffer size)", errno);
     }
     char* aligned = reinterpret_cast<char*>(RoundUp(reinterpret_cast<uintptr_t>(map), kHugePage));
     (void)::madvise(aligned, usable, MADV_HUGEPAGE);
@@ -387,7 +386,8 @@ Status MapOutputCollector::AllocateArena(size_t bytes) {
     arena_ = aligned;
   } else {
     arena_ = new (std::nothrow) char[bytes];
-    if (arena_ == nullptr) return Status::NoSpace("cannot allocate a map sort buffer of " + std::to_string(bytes) + " bytes");
+    if (arena_ == nullptr)
+      return Status::NoSpace("cannot allocate a map sort buffer of " + std::to_string(bytes) + " bytes");
   }
   arena_bytes_ = bytes;
   ResetRun();
@@ -503,10 +503,9 @@ Status MapOutputCollector::Combine(uint32_t p) {
   if (!s.ok()) return s.Prepend("combiner on partition " + std::to_string(p));
   counters_.combine_input_records += combine_input_.size();
   if (!sorted) {
-    std::stable_sort(combine_index_.begin(), combine_index_.end(),
-                     [&](const CombinedLine& x, const CombinedLine& y) {
-                       return spec_.Compare(key_of(x), key_of(y)) < 0;
-                     });
+    std::stable_sort(combine_index_.begin(), combine_index_.end(), [&](const CombinedLine& x, const CombinedLine& y) {
+      return spec_.Compare(key_of(x), key_of(y)) < 0;
+    });
     combine_sorted_.clear();
     for (const CombinedLine& c : combine_index_) combine_sorted_.append(combine_buf_, c.offset, c.length + 1);
     combine_buf_.swap(combine_sorted_);

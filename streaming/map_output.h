@@ -71,7 +71,8 @@ class MapOutputCollector {
   MapOutputCollector(const MapOutputCollector&) = delete;
   MapOutputCollector& operator=(const MapOutputCollector&) = delete;
 
-  // Takes one mapper output line, without its '\n'. May sort and spill.
+  // Takes one mapper output line, without its '\n' (it must contain none). May
+  // sort and spill; after a failed spill every call fails with the same Status.
   Status Add(std::string_view line);
 
   // Merges everything into out_path and writes its index to IndexPath(out_path)
@@ -80,7 +81,8 @@ class MapOutputCollector {
   Result<std::vector<Segment>> Finish(const std::string& out_path);
 
   static std::string IndexPath(const std::string& out_path) { return out_path + ".index"; }
-  // Reads an index written by Finish; Corruption if it is damaged.
+  // Reads an index written by Finish (binary, little-endian, XXH3-checksummed;
+  // the layout is documented in map_output.cc); Corruption if it is damaged.
   static Result<std::vector<Segment>> ReadIndex(const std::string& index_path);
 
   const MapOutputCounters& counters() const { return counters_; }
@@ -129,7 +131,7 @@ class MapOutputCollector {
   void* arena_map_ = nullptr;  // the mmap'ed region holding arena_; null when from operator new[]
   size_t arena_map_bytes_ = 0;
   size_t num_entries_ = 0;
-  size_t data_low_ = 0;      // lines occupy [data_low_, arena_bytes_)
+  size_t data_low_ = 0;                     // lines occupy [data_low_, arena_bytes_)
   std::vector<uint32_t> partition_counts_;  // entries per partition in the run
   std::vector<size_t> part_begin_;          // partition p is entries [part_begin_[p], part_begin_[p + 1])
 

@@ -26,8 +26,8 @@ Result<bool> MemoryLineSource::Next(std::string_view* line) {
   return true;
 }
 
-Result<std::unique_ptr<FileLineSource>> FileLineSource::Open(const std::string& path, uint64_t offset,
-                                                             uint64_t length, size_t buffer_bytes) {
+Result<std::unique_ptr<FileLineSource>> FileLineSource::Open(const std::string& path, uint64_t offset, uint64_t length,
+                                                             size_t buffer_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return Status::FromErrno("open sorted run " + path, errno);
   (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);

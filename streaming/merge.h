@@ -114,7 +114,7 @@ class LineMerger {
   bool bytewise_;
   std::vector<std::unique_ptr<LineSource>> owned_;
   std::vector<LineSource*> sources_;
-  std::vector<Head> heap_;   // a binary min-heap under Less
+  std::vector<Head> heap_;  // a binary min-heap under Less
   bool started_ = false;
   bool advance_top_ = false;  // heap_[0] was returned last: read its next line first
 };

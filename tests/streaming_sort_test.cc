@@ -102,9 +102,25 @@ Partitions Expected(const KeySpec& spec, uint32_t partitions, const std::vector<
 // 0x7f, long shared prefixes, lines without a separator.
 std::vector<std::string> RandomLines(std::mt19937_64& rng, size_t n) {
   static const std::vector<std::string> kKeys = {
-      "",          "a",         "ab",        std::string("ab\0", 3), "abc",      "abcdefg",  "abcdefgh",
-      "abcdefghi", "abcdefghij", std::string("abcdefgh\0", 9), "abcdefghijklmnop", "abcdefghijklmnopq",
-      "\x80",      "\xff",      "\xff\xfe",  "zz",        "b",        "word",     "words",
+      "",
+      "a",
+      "ab",
+      std::string("ab\0", 3),
+      "abc",
+      "abcdefg",
+      "abcdefgh",
+      "abcdefghi",
+      "abcdefghij",
+      std::string("abcdefgh\0", 9),
+      "abcdefghijklmnop",
+      "abcdefghijklmnopq",
+      "\x80",
+      "\xff",
+      "\xff\xfe",
+      "zz",
+      "b",
+      "word",
+      "words",
   };
   std::vector<std::string> lines;
   std::uniform_int_distribution<int> pick(0, 9);
@@ -246,11 +262,10 @@ TEST_CASE("streaming key spec rejects bad values naming the key", "[streaming]")
 }
 
 TEST_CASE("streaming key-field partitioner hashes only the selected fields", "[streaming]") {
-  for (const Conf& conf : {Conf{{"stream.num.map.output.key.fields", "2"},
-                                {"mapreduce.partition.keypartitioner.options", "-k1,1"}},
-                           Conf{{"stream.num.map.output.key.fields", "2"}, {"num.key.fields.for.partition", "1"}},
-                           Conf{{"stream.num.map.output.key.fields", "2"},
-                                {"mapred.text.key.partitioner.options", "-k1.1,1.3"}}}) {
+  for (const Conf& conf :
+       {Conf{{"stream.num.map.output.key.fields", "2"}, {"mapreduce.partition.keypartitioner.options", "-k1,1"}},
+        Conf{{"stream.num.map.output.key.fields", "2"}, {"num.key.fields.for.partition", "1"}},
+        Conf{{"stream.num.map.output.key.fields", "2"}, {"mapred.text.key.partitioner.options", "-k1.1,1.3"}}}) {
     KeySpec spec = MustSpec(conf, /*key_field_partitioner=*/true);
     CHECK(spec.SplitKey("a\tx\tvalue") == "a\tx");
     std::set<uint32_t> seen;
@@ -264,8 +279,8 @@ TEST_CASE("streaming key-field partitioner hashes only the selected fields", "[s
     CHECK(seen.size() > 8);  // still spread over the partitions
   }
   // Without the key-field partitioner the whole key is hashed.
-  KeySpec whole = MustSpec({{"stream.num.map.output.key.fields", "2"},
-                            {"mapreduce.partition.keypartitioner.options", "-k1,1"}});
+  KeySpec whole =
+      MustSpec({{"stream.num.map.output.key.fields", "2"}, {"mapreduce.partition.keypartitioner.options", "-k1,1"}});
   int differ = 0;
   for (int i = 0; i < 50; ++i) {
     std::string first = "k" + std::to_string(i);
@@ -280,8 +295,8 @@ TEST_CASE("streaming key-field partitioner hashes only the selected fields", "[s
 }
 
 TEST_CASE("streaming key comparator options order by fields numerically and in reverse", "[streaming]") {
-  KeySpec spec = MustSpec({{"stream.num.map.output.key.fields", "2"},
-                           {"mapreduce.partition.keycomparator.options", "-k2,2nr"}});
+  KeySpec spec =
+      MustSpec({{"stream.num.map.output.key.fields", "2"}, {"mapreduce.partition.keycomparator.options", "-k2,2nr"}});
   std::vector<std::string> keys = {"a\t10", "b\t9", "c\t100", "d\t-3", "e\t9.5", "f\t"};
   std::stable_sort(keys.begin(), keys.end(), [&](auto& x, auto& y) { return spec.Compare(x, y) < 0; });
   CHECK(keys == std::vector<std::string>{"c\t100", "a\t10", "e\t9.5", "b\t9", "f\t", "d\t-3"});
@@ -378,9 +393,8 @@ TEST_CASE("streaming combiner runs on spills and the totals stay right", "[strea
     MapOutputCollector::Combiner combiner = [&](uint32_t p, const std::vector<std::string_view>& in,
                                                 const std::function<Status(std::string_view)>& emit) {
       ++calls;
-      CHECK(std::is_sorted(in.begin(), in.end(), [&](auto a, auto b) {
-        return spec.Compare(spec.SplitKey(a), spec.SplitKey(b)) < 0;
-      }));
+      CHECK(std::is_sorted(in.begin(), in.end(),
+                           [&](auto a, auto b) { return spec.Compare(spec.SplitKey(a), spec.SplitKey(b)) < 0; }));
       return SumCombiner(p, in, emit);
     };
     Partitions got = Collect(spec, 4, buffer, lines, combiner, 3, &counters);
@@ -392,9 +406,8 @@ TEST_CASE("streaming combiner runs on spills and the totals stay right", "[strea
         CHECK(spec.Partition(w, 4) == p);
         totals[w] += std::stol(l.substr(l.find('\t') + 1));
       }
-      CHECK(std::is_sorted(got[p].begin(), got[p].end(), [&](auto& a, auto& b) {
-        return spec.Compare(spec.SplitKey(a), spec.SplitKey(b)) < 0;
-      }));
+      CHECK(std::is_sorted(got[p].begin(), got[p].end(),
+                           [&](auto& a, auto& b) { return spec.Compare(spec.SplitKey(a), spec.SplitKey(b)) < 0; }));
       out_lines += got[p].size();
     }
     CHECK(totals == truth);
@@ -422,9 +435,8 @@ TEST_CASE("streaming combiner output out of key order is sorted again", "[stream
   };
   Partitions got = Collect(spec, 2, 4 << 10, lines, reversing, 64);
   for (auto& part : got) {
-    CHECK(std::is_sorted(part.begin(), part.end(), [&](auto& a, auto& b) {
-      return spec.Compare(spec.SplitKey(a), spec.SplitKey(b)) < 0;
-    }));
+    CHECK(std::is_sorted(part.begin(), part.end(),
+                         [&](auto& a, auto& b) { return spec.Compare(spec.SplitKey(a), spec.SplitKey(b)) < 0; }));
   }
 }
 
@@ -528,8 +540,7 @@ TEST_CASE("streaming index round trip and damage detection", "[streaming]") {
   CHECK(damaged.status().code() == dfs::StatusCode::kCorruption);
   std::ofstream(out + ".index", std::ios::binary | std::ios::trunc) << bytes.substr(0, 30);
   CHECK(MapOutputCollector::ReadIndex(out + ".index").status().code() == dfs::StatusCode::kCorruption);
-  CHECK(MapOutputCollector::ReadIndex(dir.path() + "/missing.index").status().code() ==
-        dfs::StatusCode::kNotFound);
+  CHECK(MapOutputCollector::ReadIndex(dir.path() + "/missing.index").status().code() == dfs::StatusCode::kNotFound);
 }
 
 TEST_CASE("streaming merger is stable and reads file ranges", "[streaming]") {
@@ -596,7 +607,9 @@ TEST_CASE("streaming merger is stable and reads file ranges", "[streaming]") {
 TEST_CASE("streaming sort benchmark of word count records", "[.][streaming_bench]") {
   const char* env = std::getenv("DFS_BENCH_RECORDS");
   const size_t n = env ? std::strtoull(env, nullptr, 10) : 200000;
-  const size_t buffer = std::getenv("DFS_BENCH_BUFFER_MB") ? std::strtoull(std::getenv("DFS_BENCH_BUFFER_MB"), nullptr, 10) << 20 : 256 << 20;
+  const size_t buffer = std::getenv("DFS_BENCH_BUFFER_MB")
+                            ? std::strtoull(std::getenv("DFS_BENCH_BUFFER_MB"), nullptr, 10) << 20
+                            : 256 << 20;
   const uint32_t partitions = std::getenv("DFS_BENCH_PARTITIONS") ? std::atoi(std::getenv("DFS_BENCH_PARTITIONS")) : 1;
   std::mt19937_64 rng(1);
   // One buffer of "word\t1\n" lines, as a mapper writes them.
@@ -605,7 +618,8 @@ TEST_CASE("streaming sort benchmark of word count records", "[.][streaming_bench
   std::string input;
   std::vector<std::pair<uint32_t, uint32_t>> spans;
   for (size_t i = 0; i < n; ++i) {
-    const std::string& w = vocab[static_cast<size_t>(std::pow(50000.0, std::uniform_real_distribution<double>(0, 1)(rng))) - 1];
+    const std::string& w =
+        vocab[static_cast<size_t>(std::pow(50000.0, std::uniform_real_distribution<double>(0, 1)(rng))) - 1];
     spans.push_back({static_cast<uint32_t>(input.size()), static_cast<uint32_t>(w.size() + 2)});
     input += w;
     input += "\t1\n";
@@ -627,7 +641,7 @@ TEST_CASE("streaming sort benchmark of word count records", "[.][streaming_bench
   REQUIRE(r.ok());
   double add = std::chrono::duration<double>(t1 - t0).count();
   double fin = std::chrono::duration<double>(t2 - t1).count();
-  WARN("records " << n << " (" << input.size() / n << " bytes avg), buffer " << (buffer >> 20) << " MiB, "
-                  << partitions << " partitions, spills " << c.counters().spills << ": Add " << add << " s, Finish "
-                  << fin << " s, total " << n / (add + fin) / 1e6 << " M records/s");
+  WARN("records " << n << " (" << input.size() / n << " bytes avg), buffer " << (buffer >> 20) << " MiB, " << partitions
+                  << " partitions, spills " << c.counters().spills << ": Add " << add << " s, Finish " << fin
+                  << " s, total " << n / (add + fin) / 1e6 << " M records/s");
 }
