@@ -7,7 +7,7 @@
 // status) and keeps the last bytes of everything else for the error report.
 // When the task ends, nothing it started may outlive it: the process group is
 // killed, and so is every process that escaped it (setsid, double fork) but still
-// carries the task's DFS_TASK_ATTEMPT=<id> environment marker.
+// carries the task's DFS_TASK_ATTEMPT=<attempt>@<datanode uuid> environment marker.
 //
 // ResolveCommand turns the command line a student typed (`mapper.py`,
 // `python3 reducer.py`, `./wc`) into an absolute program path plus arguments once

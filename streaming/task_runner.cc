@@ -85,7 +85,7 @@ class Program {
     so.argv = argv_;
     so.env = env_.env;
     so.cwd = env_.work_dir;
-    so.marker = env_.spec.attempt_id();
+    so.marker = env_.marker;
     so.cpu_seconds = static_cast<uint64_t>(
         std::chrono::duration_cast<std::chrono::seconds>(env_.conf.GetDuration("mapreduce.task.limit.cpu")).count());
     so.memory_bytes = env_.conf.GetSize("mapreduce.task.limit.memory");

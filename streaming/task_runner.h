@@ -37,6 +37,9 @@ struct AttemptEnv {
   std::string map_output;            // MAP with reduces: local output file (index beside it)
   std::vector<std::string> mapper, reducer, combiner;  // resolved argv (absolute program paths)
   std::vector<std::string> env;      // the program's whole environment, "K=V"
+  // Value of DFS_TASK_ATTEMPT in env: the attempt id and the DataNode's uuid,
+  // unique on this machine even when several clusters run on it.
+  std::string marker;
   client::FileSystem* fs = nullptr;  // acting as the job's user
   const std::atomic<bool>* cancel = nullptr;  // set when the attempt must stop
   std::function<void(float)> set_progress;

@@ -344,6 +344,8 @@ struct TaskTracker::Impl {
     return job;
   }
 
+  std::string Marker(const proto::TaskSpec& spec) const { return spec.attempt_id() + "@" + opts.uuid; }
+
   std::vector<std::string> TaskEnv(const proto::TaskSpec& spec, const std::string& work_dir) const {
     const proto::JobSpec& job = spec.job();
     std::map<std::string, std::string> env;
@@ -378,7 +380,7 @@ struct TaskTracker::Impl {
       env["map_input_length"] = std::to_string(spec.split().length());
     }
     for (const auto& kv : job.cmdenv()) env[kv.key()] = kv.value();
-    env["DFS_TASK_ATTEMPT"] = spec.attempt_id();  // finds what the task leaves behind
+    env["DFS_TASK_ATTEMPT"] = Marker(spec);  // finds what the task leaves behind
     std::vector<std::string> out;
     out.reserve(env.size());
     for (const auto& [k, v] : env) out.push_back(k + "=" + v);
@@ -427,6 +429,7 @@ struct TaskTracker::Impl {
       env.reducer = job->reducer;
       env.combiner = job->combiner;
       env.env = TaskEnv(spec, work_dir);
+      env.marker = Marker(spec);
       auto conn = client::FileSystem::ConnectAs(opts.conf, opts.namenode, spec.job().user());
       if (!conn.ok()) {
         result.reason = conn.status().message();
