@@ -43,3 +43,52 @@ dd_rate() { awk '/copied/ {for (i = 1; i <= NF; i++) if ($i == "s," || $i == "s"
 
 # ratio A B: A/B with three decimals, "nan" when either is not a number or B is 0.
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b > 0) printf "%.3f\n", a / b; else print "nan" }'; }
+
+# ------------------------------------------------------------------ a local cluster
+# The scripts that use these set DIR (a fresh directory), BIN (the binaries)
+# and KEEP (1: keep everything), and own the PIDS array.
+
+# stop_cluster: SIGTERM to every pid in PIDS, SIGKILL after 10 s.
+stop_cluster() {
+  local pid
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "# pid $pid did not stop within 10 s; killing it" >&2
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+# start_cluster N_DATANODES: one NameNode and N DataNodes on 127.0.0.1 with
+# port 0, state and logs under $DIR; sets NN=127.0.0.1:port and waits (with
+# a deadline) until the DataNodes are live and safe mode is off.
+start_cluster() {
+  local n=$1 i report=""
+  mkdir -p "$DIR/logs"
+  "$BIN/dfs-namenode" -D dfs.namenode.rpc-address=127.0.0.1:0 -D "dfs.namenode.name.dir=$DIR/nn" \
+    --port-file "$DIR/nn.port" >"$DIR/logs/namenode.log" 2>&1 </dev/null &
+  PIDS+=($!)
+  NN=127.0.0.1:$(wait_port_file "$DIR/nn.port" rpc "${PIDS[0]}" "$DIR/logs/namenode.log")
+  for i in $(seq 1 "$n"); do
+    "$BIN/dfs-datanode" -D "fs.defaultFS=$NN" -D dfs.datanode.address=127.0.0.1:0 \
+      -D "dfs.datanode.data.dir=$DIR/dn$i" --port-file "$DIR/dn$i.port" \
+      >"$DIR/logs/datanode$i.log" 2>&1 </dev/null &
+    PIDS+=($!)
+  done
+  for i in $(seq 1 "$n"); do wait_port_file "$DIR/dn$i.port" xfer "${PIDS[$i]}" "$DIR/logs/datanode$i.log" >/dev/null; done
+  for _ in $(seq 300); do
+    report=$("$BIN/dfs" --namenode "$NN" admin report 2>/dev/null || true)
+    if echo "$report" | grep -q "Live datanodes ($n)" && ! echo "$report" | grep -qi "safe mode is on"; then return 0; fi
+    sleep 0.1
+  done
+  die "the $n DataNodes did not come up within 30 s (logs: $DIR/logs/)"
+}
+
+# now / elapsed A B: wall-clock seconds, and B - A with three decimals.
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
+# median: of the numbers on stdin, one per line.
+median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }

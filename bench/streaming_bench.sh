@@ -84,15 +84,7 @@ PIDS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "# pid $pid did not stop within 10 s; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_cluster
   if [ "$KEEP" -eq 1 ] || [ $rc -ne 0 ]; then
     echo "# directory kept for inspection: $DIR (logs in $DIR/logs)" >&2
     [ "$KEEP" -eq 1 ] || rm -rf "$DIR"/dn*/ "$DIR"/nn/ "$DIR"/input.txt
@@ -110,7 +102,7 @@ NEED_KB=$(( SIZE_BYTES * 6 / 1024 + 512 * 1024 ))
 AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
 [ "$AVAIL_KB" -ge "$NEED_KB" ] || die "$DIR has $((AVAIL_KB / 1024)) MiB free; the run needs about $((NEED_KB / 1024)) MiB"
 
-mkdir -p "$DIR/logs" "$DIR/job"
+mkdir -p "$DIR/job"
 export DFS_HOME=$DIR
 unset DFS_CONF DFS_NAMENODE
 # The pipeline gets the environment a task gets: an inherited
@@ -178,18 +170,7 @@ with open(path, "w") as f:
 EOF
 
 echo "# cluster in $DIR: 1 NameNode + 3 DataNodes, block size $BLOCK" >&2
-"$BIN/dfs-namenode" -D dfs.namenode.rpc-address=127.0.0.1:0 -D "dfs.namenode.name.dir=$DIR/nn" \
-  --port-file "$DIR/nn.port" >"$DIR/logs/namenode.log" 2>&1 </dev/null &
-PIDS+=($!)
-NN_PORT=$(wait_port_file "$DIR/nn.port" rpc "${PIDS[0]}" "$DIR/logs/namenode.log")
-NN=127.0.0.1:$NN_PORT
-for i in 1 2 3; do
-  "$BIN/dfs-datanode" -D "fs.defaultFS=$NN" -D dfs.datanode.address=127.0.0.1:0 \
-    -D "dfs.datanode.data.dir=$DIR/dn$i" --port-file "$DIR/dn$i.port" \
-    >"$DIR/logs/datanode$i.log" 2>&1 </dev/null &
-  PIDS+=($!)
-done
-for i in 1 2 3; do wait_port_file "$DIR/dn$i.port" xfer "${PIDS[$i]}" "$DIR/logs/datanode$i.log" >/dev/null; done
+start_cluster 3
 
 DFS=("$BIN/dfs" --namenode "$NN")
 # dfs_step SECONDS ARGS...: a dfs command with a deadline and a clear error.
@@ -200,13 +181,6 @@ dfs_step() {
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then die "dfs $1 did not finish within $secs s (logs: $DIR/logs/)"; fi
   [ $rc -eq 0 ] || die "dfs $1 failed (exit $rc); daemon logs: $DIR/logs/"
 }
-# Wait (with a deadline) for three live DataNodes and safe mode off.
-for _ in $(seq 300); do
-  report=$("${DFS[@]}" admin report 2>/dev/null || true)
-  if echo "$report" | grep -q "Live datanodes (3)" && ! echo "$report" | grep -qi "safe mode is on"; then break; fi
-  sleep 0.1
-done
-echo "$report" | grep -q "Live datanodes (3)" || die "the three DataNodes did not come up within 30 s (logs: $DIR/logs/)"
 
 dfs_step 30 mkdir -p /bench
 dfs_step 600 -D "dfs.blocksize=$BLOCK" put "$DIR/input.txt" /bench/input.txt
@@ -214,9 +188,6 @@ dfs_step 600 -D "dfs.blocksize=$BLOCK" put "$DIR/input.txt" /bench/input.txt
 RESULTS=$DIR/results
 : >"$RESULTS"
 emit() { echo "$1 $2 $3" | tee -a "$RESULTS"; }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f\n", b - a }'; }
-median() { sort -g | awk '{v[NR] = $1} END {if (NR % 2) printf "%.3f\n", v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
 
 SPLITS=$(( (SIZE_BYTES + $(to_bytes "$BLOCK") - 1) / $(to_bytes "$BLOCK") ))
 echo "# streaming_bench size=$SIZE block_size=$BLOCK maps=$SPLITS reduces=$REDUCES combiner=$COMBINER runs=$RUNS dir=$DIR"
