@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -420,7 +421,7 @@ void Subprocess::StderrLoop() {
 // and unblocks everything just before execve.
 namespace {
 
-enum class ChildStage : int { kNone = 0, kSetpgid, kRlimit, kDup2, kChdir, kExec };
+enum class ChildStage : int { kNone = 0, kSetpgid, kParentDeath, kRlimit, kDup2, kChdir, kExec };
 
 // The kernel's struct sigaction on x86-64/aarch64 (glibc's differs in layout).
 struct KernelSigaction {
@@ -442,6 +443,7 @@ struct ChildPlan {
   struct rlimit limit[3] = {};
   KernelSigaction default_action = {};  // SIG_DFL
   uint64_t empty_mask = 0;
+  pid_t parent = 0;  // the DataNode's pid
   // Written by the child when it fails before or in execve.
   ChildStage stage = ChildStage::kNone;
   int error = 0;
@@ -461,6 +463,13 @@ __attribute__((no_sanitize("address", "undefined"))) int ChildMain(void* arg) {
   ChildPlan* plan = static_cast<ChildPlan*>(arg);
   // Own process group (pgid = pid), so Kill() reaches everything it forks.
   if (::syscall(SYS_setpgid, 0, 0) != 0) ChildFail(plan, ChildStage::kSetpgid);
+  // Dies with the DataNode: one killed with SIGKILL cannot kill its tasks, and
+  // they would run on as orphans (a stuck one forever). The signal comes when
+  // the thread that cloned us exits, which is the attempt's thread: it reaps us
+  // before it ends. If the DataNode died since the clone, we were reparented
+  // before the signal was armed: stop here.
+  if (::syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) ChildFail(plan, ChildStage::kParentDeath);
+  if (::syscall(SYS_getppid) != plan->parent) ::syscall(SYS_exit_group, 127);
   for (int i = 0; i < plan->nlimits; ++i) {
     if (::syscall(SYS_prlimit64, 0, plan->limit_resource[i], &plan->limit[i], nullptr) != 0) {
       ChildFail(plan, ChildStage::kRlimit);
@@ -488,6 +497,8 @@ const char* ChildStageName(ChildStage stage) {
   switch (stage) {
     case ChildStage::kSetpgid:
       return "setpgid";
+    case ChildStage::kParentDeath:
+      return "PR_SET_PDEATHSIG";
     case ChildStage::kRlimit:
       return "setting resource limits";
     case ChildStage::kDup2:
@@ -584,6 +595,7 @@ Result<std::unique_ptr<Subprocess>> Subprocess::Spawn(const SpawnOptions& option
   plan.stdio[0] = in_r.fd;
   plan.stdio[1] = out_w.fd;
   plan.stdio[2] = err_w.fd;
+  plan.parent = ::getpid();
   // RLIMIT_CPU: SIGXCPU at the soft limit, SIGKILL one second later at the hard one.
   if (options.cpu_seconds > 0) {
     uint64_t hard = options.cpu_seconds < RLIM_INFINITY - 1 ? options.cpu_seconds + 1 : options.cpu_seconds;

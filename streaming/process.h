@@ -8,6 +8,8 @@
 // When the task ends, nothing it started may outlive it: the process group is
 // killed, and so is every process that escaped it (setsid, double fork) but still
 // carries the task's DFS_TASK_ATTEMPT=<attempt>@<datanode uuid> environment marker.
+// The program itself also dies with the DataNode (PR_SET_PDEATHSIG=SIGKILL, sent
+// when the thread that spawned it exits): spawn from a thread that outlives it.
 //
 // ResolveCommand turns the command line a student typed (`mapper.py`,
 // `python3 reducer.py`, `./wc`) into an absolute program path plus arguments once
@@ -15,9 +17,9 @@
 // without a shell and a broken shebang is explained before anything runs.
 // ExplainExit turns how a task ended into one sentence a student can act on.
 //
-// Thread-safety: a Subprocess is owned by one thread (the task runner). Kill(),
-// Touch(), last_activity_ms() and StderrTail() may also be called from other
-// threads, e.g. a watchdog. The on_counter/on_status callbacks run on the
+// Thread-safety: a Subprocess is owned by one thread (the task runner). Wait(),
+// Kill(), Touch(), last_activity_ms() and StderrTail() may also be called from
+// other threads, e.g. a watchdog. The on_counter/on_status callbacks run on the
 // internal stderr thread and should be quick: stderr is not read meanwhile.
 #pragma once
 

@@ -144,6 +144,13 @@ class Program {
         proc_->Kill();
         return;
       }
+      // Once the program has exited, reap it now: that kills what it left
+      // behind, so a background child holding its stdout (or stdin) open
+      // cannot keep the caller waiting for end of file.
+      l.unlock();
+      const bool exited = proc_->Wait(Millis(0)).ok();
+      l.lock();
+      if (exited) return;
       if (timeout_.count() > 0 &&
           NowMonoMs() - static_cast<int64_t>(proc_->last_activity_ms()) > timeout_.count()) {
         l.unlock();
