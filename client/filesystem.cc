@@ -98,9 +98,20 @@ Result<FileInfo> FileSystemImpl::GetFileInfo(const std::string& path) {
   return ToFileInfo(path, resp.status(), true);
 }
 
+Status FileSystem::ListFrom(const std::string& path, const std::string& start_after,
+                            const std::function<bool(const FileInfo&)>& fn) {
+  return List(path, [&](const FileInfo& f) { return f.name <= start_after ? true : fn(f); });
+}
+
 Status FileSystemImpl::List(const std::string& path, const std::function<bool(const FileInfo&)>& fn) {
+  return ListFrom(path, "", fn);
+}
+
+Status FileSystemImpl::ListFrom(const std::string& path, const std::string& start_after,
+                                const std::function<bool(const FileInfo&)>& fn) {
   proto::GetListingRequest req;
   req.set_path(path);
+  if (!start_after.empty()) req.set_start_after(start_after);
   for (;;) {
     proto::GetListingResponse resp;
     DFS_RETURN_IF_ERROR(Call(proto::GET_LISTING, req, &resp));

@@ -69,7 +69,7 @@ struct CreateOptions {
 
 class FileSystem;
 
-// Sequential writer of a new file. Data is cut into packets and pushed through a
+// Sequential writer of a new file (or of what is appended to one). Data is cut into packets and pushed through a
 // pipeline of DataNodes per block. Close() returns once every block has enough
 // durable replicas and the NameNode has closed the file; a stream destroyed
 // without Close() leaves the file open until its lease expires.
@@ -79,6 +79,9 @@ class OutputStream {
   virtual Status Write(const void* data, size_t n) = 0;
   // Blocks until every byte written so far is acknowledged by the pipeline.
   virtual Status Flush() = 0;
+  // Like Flush(), and every DataNode of the pipeline has fsynced the block's
+  // data and checksums up to here before acknowledging (HDFS's hsync).
+  virtual Status Sync() = 0;
   virtual Status Close() = 0;
   virtual uint64_t Position() const = 0;
   virtual const std::string& path() const = 0;
@@ -126,6 +129,12 @@ class FileSystem {
   // fn returns false to stop early.
   virtual Status List(const std::string& path, const std::function<bool(const FileInfo&)>& fn) = 0;
   virtual Result<std::vector<FileInfo>> ListAll(const std::string& path) = 0;
+  // Like List, from the entry after the one named `start_after` ("": the
+  // first) in the NameNode's (bytewise) name order: a mount pages a big
+  // directory with it. The default filters List, for implementations without
+  // a cursor.
+  virtual Status ListFrom(const std::string& path, const std::string& start_after,
+                          const std::function<bool(const FileInfo&)>& fn);
   virtual Status Mkdirs(const std::string& path, uint32_t mode = 0755, bool create_parents = true) = 0;
   virtual Status Delete(const std::string& path, bool recursive) = 0;
   // Renames to exactly `dst`. With overwrite, a file or empty directory at dst is replaced.
@@ -140,6 +149,11 @@ class FileSystem {
                                                                uint64_t length = 0) = 0;
 
   virtual Result<std::unique_ptr<OutputStream>> Create(const std::string& path, const CreateOptions& opts = {}) = 0;
+  // Opens an existing closed file for appending. The new bytes start a new
+  // block (the last block stays as it is, possibly partial), so appending never
+  // rewrites a finalized replica. Fails with LeaseConflict while another
+  // client is writing the file.
+  virtual Result<std::unique_ptr<OutputStream>> Append(const std::string& path) = 0;
   virtual Result<std::unique_ptr<InputStream>> Open(const std::string& path) = 0;
 
   // Reads try this DataNode's replica first when it has one (a streaming task

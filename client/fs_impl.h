@@ -30,6 +30,8 @@ class FileSystemImpl : public FileSystem {
   Result<FileInfo> GetFileInfo(const std::string& path) override;
   Status List(const std::string& path, const std::function<bool(const FileInfo&)>& fn) override;
   Result<std::vector<FileInfo>> ListAll(const std::string& path) override;
+  Status ListFrom(const std::string& path, const std::string& start_after,
+                  const std::function<bool(const FileInfo&)>& fn) override;
   Status Mkdirs(const std::string& path, uint32_t mode, bool create_parents) override;
   Status Delete(const std::string& path, bool recursive) override;
   Status Rename(const std::string& src, const std::string& dst, bool overwrite) override;
@@ -41,6 +43,7 @@ class FileSystemImpl : public FileSystem {
   Result<std::vector<BlockLocation>> GetBlockLocations(const std::string& path, uint64_t offset,
                                                        uint64_t length) override;
   Result<std::unique_ptr<OutputStream>> Create(const std::string& path, const CreateOptions& opts) override;
+  Result<std::unique_ptr<OutputStream>> Append(const std::string& path) override;
   Result<std::unique_ptr<InputStream>> Open(const std::string& path) override;
   Result<proto::GetStatsResponse> GetStats() override;
   Result<std::vector<proto::DatanodeInfo>> GetDatanodeReport() override;

@@ -1,7 +1,9 @@
-// DfsOutputStream: writes a new file block by block. For each block it asks
-// the NameNode for a block and a pipeline of DataNodes (addBlock), streams the
-// bytes through a BlockWriter, and on close asks the NameNode to complete the
-// file, retrying while the last block's replicas are still being reported.
+// DfsOutputStream: writes a new file, or appends to one, block by block. For
+// each block it asks the NameNode for a block and a pipeline of DataNodes
+// (addBlock), streams the bytes through a BlockWriter, and on close asks the
+// NameNode to complete the file, retrying while the last block's replicas are
+// still being reported. An append never touches the file's old blocks: its
+// bytes go into new ones, so a file may have partial blocks in the middle.
 #include <thread>
 
 #include <fmt/format.h>
@@ -15,8 +17,10 @@ namespace {
 
 class DfsOutputStream : public OutputStream {
  public:
+  // `st` is the file as create or append left it: an append starts at its
+  // length, in a new block, so the first addBlock names no previous block.
   DfsOutputStream(FileSystemImpl* fs, std::string path, const proto::FileStatus& st)
-      : fs_(fs), path_(std::move(path)), inode_(st.inode_id()), block_size_(st.block_size()) {
+      : fs_(fs), path_(std::move(path)), inode_(st.inode_id()), block_size_(st.block_size()), pos_(st.length()) {
     fs_->BeginWrite();
   }
 
@@ -52,6 +56,21 @@ class DfsOutputStream : public OutputStream {
     DFS_RETURN_IF_ERROR(CheckUsable());
     if (!writer_) return Status::OK();
     for (Status s = writer_->Flush(); !s.ok(); s = writer_->Flush()) {
+      DFS_RETURN_IF_ERROR(Fail(RecoverPipeline(s)));
+    }
+    return Status::OK();
+  }
+
+  // Blocks already finished were fsynced by their DataNodes when finalized
+  // (dfs.datanode.sync-on-close, on by default), so only the block being
+  // written needs a sync packet; with none (nothing written yet, or a block
+  // just filled) there is nothing to do.
+  Status Sync() override {
+    DFS_RETURN_IF_ERROR(CheckUsable());
+    if (!writer_) return Status::OK();
+    // A rebuilt pipeline is synced again from scratch: the new sync packet
+    // covers every byte its replicas hold.
+    for (Status s = writer_->Sync(); !s.ok(); s = writer_->Sync()) {
       DFS_RETURN_IF_ERROR(Fail(RecoverPipeline(s)));
     }
     return Status::OK();
@@ -213,7 +232,7 @@ class DfsOutputStream : public OutputStream {
   proto::Block block_;       // being written
   proto::Block last_block_;  // finished, with its length
   uint64_t in_block_ = 0;
-  uint64_t pos_ = 0;
+  uint64_t pos_;
   std::vector<std::string> excluded_;
   static constexpr int kMaxPipelineRecoveries = 5;  // per file
   int recoveries_ = 0;
@@ -233,6 +252,14 @@ Result<std::unique_ptr<OutputStream>> FileSystemImpl::Create(const std::string& 
   req.set_block_size(opts.block_size ? opts.block_size : config().GetSize("dfs.blocksize"));
   proto::CreateResponse resp;
   DFS_RETURN_IF_ERROR(Call(proto::CREATE, req, &resp));
+  return std::unique_ptr<OutputStream>(new DfsOutputStream(this, path, resp.status()));
+}
+
+Result<std::unique_ptr<OutputStream>> FileSystemImpl::Append(const std::string& path) {
+  proto::AppendRequest req;
+  req.set_path(path);
+  proto::AppendResponse resp;
+  DFS_RETURN_IF_ERROR(Call(proto::APPEND, req, &resp));
   return std::unique_ptr<OutputStream>(new DfsOutputStream(this, path, resp.status()));
 }
 

@@ -164,13 +164,14 @@ Status BlockWriter::SendFailed(const Status& s) {
   return error_;
 }
 
-Status BlockWriter::SendCurrent(bool last) {
+Status BlockWriter::SendCurrent(bool last, bool sync) {
   Slot& s = ring_[cur_];
   const uint32_t bpc = options_.bytes_per_checksum;
   s.header.set_offset_in_block(sent_);
   s.header.set_seqno(next_seqno_);
   s.header.set_data_len(static_cast<uint32_t>(cur_len_));
   s.header.set_last(last);
+  s.header.set_sync(sync);  // slots are reused: clear it on the others
   ComputePacketChecksums(sent_, s.data, cur_len_, bpc, s.sums.get());
   Status st =
       Send(s.header, s.sums.get(), PacketChunks(sent_, cur_len_, bpc), s.data, sent_ + cur_len_, false, cur_);
@@ -214,6 +215,15 @@ Status BlockWriter::WaitAllAcked() {
 Status BlockWriter::Flush() {
   if (finished_) return Status::Internal("flush of a block writer that is already finished or aborted");
   if (cur_open_ && cur_len_ > 0) DFS_RETURN_IF_ERROR(SendCurrent(false));
+  return WaitAllAcked();
+}
+
+Status BlockWriter::Sync() {
+  if (finished_) return Status::Internal("sync of a block writer that is already finished or aborted");
+  // The pending partial packet carries the flag; with nothing pending, an
+  // empty packet does (the DataNodes take empty data packets).
+  if (!cur_open_) DFS_RETURN_IF_ERROR(AcquireSlot());
+  DFS_RETURN_IF_ERROR(SendCurrent(false, true));
   return WaitAllAcked();
 }
 

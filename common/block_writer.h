@@ -69,6 +69,10 @@ class BlockWriter {
   // Sends the buffered bytes (even a partial packet) and waits until every
   // packet sent is acknowledged by all targets.
   [[nodiscard]] Status Flush();
+  // Like Flush, and the packet that ends the bytes written so far (an empty one
+  // when nothing is pending) asks every DataNode to fdatasync the replica up to
+  // there before acknowledging it (hsync).
+  [[nodiscard]] Status Sync();
   // Sends what is left and the final (empty, last) packet, waits for every ack,
   // and returns the block's length. The replicas are then finalized.
   [[nodiscard]] Result<uint64_t> Finish();
@@ -103,8 +107,8 @@ class BlockWriter {
 
   BlockWriter(proto::Block block, std::vector<proto::DatanodeId> targets, Options options, Socket sock,
               uint64_t start);
-  // Sends the current slot (possibly empty, with `last`) and advances.
-  Status SendCurrent(bool last);
+  // Sends the current slot (possibly empty, with `last` or `sync`) and advances.
+  Status SendCurrent(bool last, bool sync = false);
   // Waits for a free slot; fails with the pipeline's error.
   Status AcquireSlot();
   Status WaitAllAcked();

@@ -122,6 +122,19 @@ const std::vector<ConfigKey> kKeys = {
      "Address space one task's program may map (RLIMIT_AS); 0 = unlimited."},
     {"mapreduce.task.limit.file-size", "16g", ConfigType::kSize, "",
      "Largest file one task's program may write (RLIMIT_FSIZE); 0 = unlimited."},
+    {"dfs.fuse.attr.timeout", "1s", ConfigType::kDuration, "ms",
+     "How long the kernel may cache a mounted file's attributes (size, mode, times) before asking again."},
+    {"dfs.fuse.entry.timeout", "1s", ConfigType::kDuration, "ms",
+     "How long the kernel may cache a name's lookup in a mounted directory."},
+    {"dfs.fuse.negative.timeout", "0", ConfigType::kDuration, "ms",
+     "How long the kernel may remember that a name does not exist; 0 = never, so a file created\n"
+     "on another machine shows up at once."},
+    {"dfs.fuse.readahead", "8m", ConfigType::kSize, "",
+     "Read-ahead window of one open file in the mount: a sequential reader is served from this\n"
+     "much data fetched ahead of it (and the kernel reads ahead up to the same amount)."},
+    {"dfs.fuse.namenode.retry", "20s", ConfigType::kDuration, "ms",
+     "How long a mount operation keeps retrying while the NameNode is unreachable before it\n"
+     "fails with EIO (logged); the mount itself stays up and recovers when the NameNode is back."},
     {"dfs.log.level", "info", ConfigType::kString, "", "trace, debug, info, warn or error."},
 };
 

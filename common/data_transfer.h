@@ -19,7 +19,7 @@
 //
 //   Packet (data in either direction: writer → pipeline, DataNode → reader):
 //     u32 header_len           0..kMaxPacketHeaderBytes (an all-default header is 0 bytes)
-//     header_len bytes         proto::PacketHeader {offset_in_block, seqno, data_len, last}
+//     header_len bytes         proto::PacketHeader {offset_in_block, seqno, data_len, last, sync}
 //     num_chunks * 8 bytes     one XXH3-64 per chunk, each u64 LITTLE-endian
 //     data_len bytes           block bytes [offset_in_block, offset_in_block + data_len)
 //
@@ -37,6 +37,10 @@
 //
 //   A heartbeat packet has seqno kHeartbeatSeqno, no data, and is acked like
 //   any packet; writers send one when idle so the pipeline does not time out.
+//   A data packet may be empty too (data_len 0, no checksums): the `last`
+//   packet of a block, and a `sync` packet sent when nothing was pending. A
+//   DataNode acks a `sync` packet only once it has fdatasynced the replica up
+//   to the packet's end and the downstream node has acked it.
 #pragma once
 
 #include <chrono>

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <thread>
 
 #include "common/checksum.h"
 #include "common/data_transfer.h"
@@ -150,6 +151,8 @@ uint64_t MetaFileSize(uint64_t num_bytes, uint32_t bpc) {
   return kMetaHeaderBytes + PacketChunks(0, num_bytes, bpc) * 8;
 }
 
+constexpr uint64_t kMetaTailOffset = 12;  // the header's tail field (see block_store.h)
+
 // "blk_<id>_<gs>" or "blk_<id>_<gs>.meta" → id, gs, is_meta.
 bool ParseReplicaName(const std::string& name, uint64_t* id, uint64_t* gs, bool* is_meta) {
   std::string_view s(name);
@@ -167,6 +170,39 @@ bool ParseReplicaName(const std::string& name, uint64_t* id, uint64_t* gs, bool*
 
 std::string ReplicaFileName(uint64_t id, uint64_t gs) { return fmt::format("blk_{}_{}", id, gs); }
 std::string SubdirName(uint64_t id) { return fmt::format("subdir{:02}", id % kSubdirs); }
+
+// The longest prefix of a temporary replica (files dfd and mfd at `path`) whose
+// checksums verify, after a crash or a kill: `sums` is how many checksums its
+// meta file holds, `tail_hint` its header's tail field. An append writes the
+// data, then the checksums, then the tail field, so a write cut short leaves
+// either the full length verifying, or the last chunk's stored sum covering
+// the `tail_hint` bytes it covered before; anything else walks back a chunk
+// at a time (every earlier chunk was complete before the cut).
+Result<uint64_t> VerifiedLength(int dfd, int mfd, uint32_t bpc, uint64_t data_size, uint64_t sums,
+                                uint32_t tail_hint, const std::string& path) {
+  std::unique_ptr<char[]> buf(new char[bpc]);
+  // Whether [start, end), within one chunk, matches that chunk's stored sum.
+  auto matches = [&](uint64_t start, uint64_t end) -> Result<bool> {
+    uint64_t want = 0;
+    DFS_RETURN_IF_ERROR(PReadAll(mfd, &want, 8, kMetaHeaderBytes + start / bpc * 8, path + ".meta"));
+    DFS_RETURN_IF_ERROR(PReadAll(dfd, buf.get(), static_cast<size_t>(end - start), start, path));
+    return ChunkChecksum(buf.get(), static_cast<size_t>(end - start)) == want;
+  };
+  uint64_t len = std::min(data_size, sums * bpc);
+  bool last = true;
+  while (len > 0) {
+    const uint64_t start = (len - 1) / bpc * bpc;
+    DFS_ASSIGN_OR_RETURN(bool ok, matches(start, len));
+    if (ok) return len;
+    if (last && start / bpc + 1 == sums && tail_hint > 0 && start + tail_hint < len) {
+      DFS_ASSIGN_OR_RETURN(ok, matches(start, start + tail_hint));
+      if (ok) return start + tail_hint;
+    }
+    last = false;
+    len = start;
+  }
+  return uint64_t{0};
+}
 
 }  // namespace
 
@@ -242,6 +278,14 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
   } else if (s.ok()) {
     s = PWriteAll(meta_fd_, checksums, nsums * 8, sums_off, tmp_meta_, &err);
   }
+  // Last, the tail field, for a restart after a kill part-way through the next
+  // append (see block_store.h). Packets normally end on chunk boundaries, so
+  // it rarely changes.
+  const uint32_t new_tail = static_cast<uint32_t>((length_ + n) % bpc_);
+  if (s.ok() && new_tail != meta_tail_) {
+    s = PWriteAll(meta_fd_, &new_tail, 4, kMetaTailOffset, tmp_meta_, &err);
+    if (s.ok()) meta_tail_ = new_tail;
+  }
   if (!s.ok()) return Failed(s, err);
   in_flight_ += grow;
   vol.in_flight += grow;
@@ -260,6 +304,32 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
     std::memcpy(tail_.get(), data + n - rem, rem);
     tail_len_ = rem;
   }
+  return Status::OK();
+}
+
+Status ReplicaWriter::Sync() {
+  if (done_) return Status::Internal("sync of a replica that is already finalized or aborted");
+  BlockStore::Volume& vol = *store_->volumes_[volume_];
+  if (int64_t delay = store_->sync_delay_ms_.load(std::memory_order_relaxed); delay > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay));
+  }
+  if (int fault = vol.fault.load(std::memory_order_relaxed)) {
+    return Failed(Status::FromErrno("fsync " + tmp_data_ + " (injected fault)", fault), fault);
+  }
+  for (auto [fd, path] : {std::pair{data_fd_, &tmp_data_}, std::pair{meta_fd_, &tmp_meta_}}) {
+    if (::fdatasync(fd) != 0) {
+      const int err = errno;
+      return Failed(Status::FromErrno("fsync " + *path, err), err);
+    }
+  }
+  if (!dir_synced_) {
+    // A new name (a new replica, or one renamed by a recovery) is durable only
+    // once its directory is.
+    const std::string tmp_dir = tmp_data_.substr(0, tmp_data_.rfind('/'));
+    if (Status s = FsyncPath(tmp_dir); !s.ok()) return Failed(s, 0);
+    dir_synced_ = true;
+  }
+  ++store_->syncs_;
   return Status::OK();
 }
 
@@ -373,8 +443,11 @@ Result<std::unique_ptr<BlockStore>> BlockStore::Open(const Options& options) {
     for (auto& e : errors) all += (all.empty() ? "" : "; ") + e;
     return Status::IOError("no usable data dir: " + all);
   }
-  log->info("block store opened: {} volume(s), {} failed, {} replicas, {} bytes used", store->volumes_.size(),
-            store->failed_volumes(), store->replicas_.size(), store->dfs_used());
+  for (size_t v = 0; v < store->volumes_.size(); ++v) store->LoadTemporaries(v);
+  log->info("block store opened: {} volume(s), {} failed, {} replicas, {} bytes used, {} unfinished replica(s) "
+            "kept for recovery",
+            store->volumes_.size(), store->failed_volumes(), store->replicas_.size(), store->dfs_used(),
+            store->recoverable_.size());
   return store;
 }
 
@@ -386,12 +459,9 @@ Status BlockStore::ScanVolume(size_t v) {
   auto log = Log("dn");
   const fs::path root(volumes_[v]->dir);
   std::error_code ec;
-  // Temporaries are replicas whose writer never finished: a client rewrites them.
-  for (fs::directory_iterator it(root / "tmp", ec), end; !ec && it != end; it.increment(ec)) {
-    std::error_code rec;
-    fs::remove_all(it->path(), rec);
-    log->info("removed unfinished temporary {}", it->path().string());
-  }
+  // Temporaries are looked at once every volume's finalized replicas are
+  // known (LoadTemporaries); tmp/ must be readable for the volume to count.
+  { fs::directory_iterator probe(root / "tmp", ec); }
   if (ec) return Status::IOError(fmt::format("cannot list {}/tmp: {}", root.string(), ec.message()));
 
   struct Files {
@@ -916,6 +986,96 @@ void BlockStore::KeepRecoverable(ReplicaWriter* w) {
                   BlockName(BlockId(id)), w->length_, gs);
 }
 
+void BlockStore::LoadTemporaries(size_t v) {
+  auto log = Log("dn");
+  const fs::path tmp = fs::path(volumes_[v]->dir) / "tmp";
+  std::map<std::pair<uint64_t, uint64_t>, int> found;  // (id, gs) → 1 data, 2 meta, 3 both
+  std::error_code ec;
+  for (fs::directory_iterator it(tmp, ec), end; !ec && it != end; it.increment(ec)) {
+    uint64_t id = 0, gs = 0;
+    bool is_meta = false;
+    if (!it->is_regular_file() || !ParseReplicaName(it->path().filename().string(), &id, &gs, &is_meta)) {
+      std::error_code rec;
+      fs::remove_all(it->path(), rec);  // e.g. a volume check's probe
+      log->info("removed leftover {}", it->path().string());
+      continue;
+    }
+    found[{id, gs}] |= is_meta ? 2 : 1;
+  }
+  for (const auto& [key, have] : found) {
+    const auto [id, gs] = key;
+    const std::string path = (tmp / ReplicaFileName(id, gs)).string();
+    auto drop = [&](const std::string& why) {
+      ::unlink(path.c_str());
+      ::unlink((path + ".meta").c_str());
+      log->info("removed the unfinished {}: {}", path, why);
+    };
+    if (have != 3) {
+      drop(have == 1 ? "it has no meta file" : "it has no data file");
+      continue;
+    }
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto fin = replicas_.find(id);
+      if (fin != replicas_.end() && fin->second.gen_stamp >= gs) {
+        drop(fmt::format("generation stamp {} is finalized here", fin->second.gen_stamp));
+        continue;
+      }
+    }
+    int dfd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    int mfd = dfd < 0 ? -1 : ::open((path + ".meta").c_str(), O_RDWR | O_CLOEXEC);
+    struct Closer {
+      int a, b;
+      ~Closer() {
+        if (a >= 0) ::close(a);
+        if (b >= 0) ::close(b);
+      }
+    } closer{dfd, mfd};
+    struct stat dst {}, mst {};
+    char hdr[kMetaHeaderBytes];
+    Status s = dfd < 0 || mfd < 0 ? Status::FromErrno("open " + path, errno) : Status::OK();
+    if (s.ok() && (::fstat(dfd, &dst) != 0 || ::fstat(mfd, &mst) != 0)) s = Status::FromErrno("stat " + path, errno);
+    if (s.ok() && static_cast<uint64_t>(mst.st_size) < kMetaHeaderBytes) {
+      s = Status::Corruption(path + ".meta is shorter than its header");
+    }
+    if (s.ok()) s = PReadAll(mfd, hdr, sizeof hdr, 0, path + ".meta");
+    Result<uint32_t> bpc = s.ok() ? DecodeMetaHeader(hdr, path + ".meta") : Result<uint32_t>(s);
+    uint32_t tail_hint = 0;
+    if (bpc.ok()) std::memcpy(&tail_hint, hdr + kMetaTailOffset, 4);
+    Result<uint64_t> len =
+        bpc.ok() ? VerifiedLength(dfd, mfd, *bpc, static_cast<uint64_t>(dst.st_size),
+                                  (static_cast<uint64_t>(mst.st_size) - kMetaHeaderBytes) / 8, tail_hint, path)
+                 : Result<uint64_t>(bpc.status());
+    if (!len.ok()) {
+      drop(len.status().ToString());
+      continue;
+    }
+    if (*len == 0) {
+      drop("no byte of it verifies");
+      continue;
+    }
+    // Cut to the verified prefix, so the files are exactly what a recovery continues.
+    const uint32_t tail = static_cast<uint32_t>(*len % *bpc);
+    if (::ftruncate(dfd, static_cast<off_t>(*len)) != 0 ||
+        ::ftruncate(mfd, static_cast<off_t>(MetaFileSize(*len, *bpc))) != 0 ||
+        (tail != tail_hint && !PWriteAll(mfd, &tail, 4, kMetaTailOffset, path + ".meta").ok())) {
+      drop(fmt::format("it cannot be cut to its {} verified bytes: {}", *len, std::strerror(errno)));
+      continue;
+    }
+    std::lock_guard<std::mutex> l(mu_);
+    auto rt = recoverable_.find(id);
+    if (rt != recoverable_.end() && rt->second.gen_stamp >= gs) {
+      ::unlink(path.c_str());
+      ::unlink((path + ".meta").c_str());
+      continue;
+    }
+    DropRecoverableLocked(id, gs);
+    recoverable_[id] = Recoverable{gs, *len, v, *bpc, std::chrono::steady_clock::now()};
+    log->info("kept the unfinished {} ({} of {} bytes verify, generation stamp {}) for a pipeline or lease recovery",
+              BlockName(BlockId(id)), *len, dst.st_size, gs);
+  }
+}
+
 void BlockStore::DropRecoverableLocked(uint64_t id, uint64_t below_gs) {
   auto it = recoverable_.find(id);
   if (it == recoverable_.end() || it->second.gen_stamp >= below_gs) return;
@@ -1033,6 +1193,9 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
     uint64_t sum = ChunkChecksum(w->tail_.get(), rem);
     DFS_RETURN_IF_ERROR(PWriteAll(mfd, &sum, 8, kMetaHeaderBytes + (length / bpc) * 8, meta));
   }
+  const uint32_t tail = static_cast<uint32_t>(rem);
+  DFS_RETURN_IF_ERROR(PWriteAll(mfd, &tail, 4, kMetaTailOffset, meta));
+  w->meta_tail_ = tail;
   Log("dn")->info("recovering {}: generation stamp {} -> {}, {} of {} bytes kept", name, old_gs, new_gs, length,
                   have);
   return w;

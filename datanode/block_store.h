@@ -11,8 +11,13 @@
 //   NN = id % kSubdirs, two decimal digits. A replica is written under tmp/,
 //   fsynced (when sync_on_close), then published by renaming the meta file and
 //   then the data file into current/ and fsyncing that directory; Open() deletes
-//   everything in tmp/ and any data file without a meta file (or the reverse),
-//   so a crash never leaves a half-written replica under a final name.
+//   any data file without a meta file (or the reverse), so a crash never leaves
+//   a half-written replica under a final name. What a crash or kill left under
+//   tmp/ is cut to its longest prefix whose checksums verify and kept as a
+//   recoverable replica (see Recover), as a suspended write is: a writer's
+//   pipeline recovery or the NameNode's lease recovery finishes it, and
+//   ExpireRecoverable deletes it when nobody does. Bytes a writer hsynced
+//   (ReplicaWriter::Sync) are therefore still there after a crash or kill -9.
 //
 // Meta file (integers little-endian):
 //
@@ -20,7 +25,12 @@
 //   offset 4   u16       version (kMetaVersion = 1)
 //   offset 6   u16       checksum type (1 = XXH3-64)
 //   offset 8   u32       bytes_per_checksum
-//   offset 12  u32       reserved, 0
+//   offset 12  u32       tail: bytes of the last chunk that its stored checksum covers, 0 when
+//                        that chunk is whole (version 1 wrote 0 here; readers ignore it). It
+//                        matters under tmp/ only: an append writes the data, then the
+//                        checksums, then this field, so after a kill part-way through a
+//                        rewrite of a partial last chunk, Open() still finds the length
+//                        that the stored checksum covers.
 //   offset 16  u64 × N   one checksum per chunk of the data, N = ceil(num_bytes / bytes_per_checksum);
 //                        the last chunk may be shorter than bytes_per_checksum
 //
@@ -81,6 +91,9 @@ class ReplicaWriter {
   // common/data_transfer.h); the caller has verified them. Appending into a
   // partial last chunk (after a writer's Flush) recomputes that chunk's sum.
   [[nodiscard]] Status Append(const char* data, size_t n, const uint64_t* checksums);
+  // hsync: fdatasyncs the data and meta files (and, the first time, tmp/, so
+  // the names survive a power loss too), whatever sync_on_close says.
+  [[nodiscard]] Status Sync();
   // Syncs (when sync_on_close), publishes the replica and returns it with num_bytes.
   [[nodiscard]] Result<proto::Block> Finalize();
   // Removes the temporary files. Idempotent.
@@ -113,6 +126,8 @@ class ReplicaWriter {
   uint64_t length_ = 0;
   std::unique_ptr<char[]> tail_;  // bytes of a partial last chunk, kept only across a mid-chunk end
   size_t tail_len_ = 0;
+  uint32_t meta_tail_ = 0;   // the tail field in the meta header (see the top of this file)
+  bool dir_synced_ = false;  // tmp/ was fsynced since these files got their names
   bool done_ = false;
   uint64_t in_flight_ = 0;  // bytes this writer put under tmp/ (data and meta), counted in its volume's in_flight
   uint64_t reserved_ = 0;   // reservation not yet written, counted in its volume's reserved
@@ -239,9 +254,13 @@ class BlockStore {
   // broken ones out. Returns how many failed now. Does disk I/O: not for hot paths.
   size_t CheckVolumes();
   // Test hook (a fault point that costs one relaxed load when off): every later
-  // Append, ReadData and ReadChecksums on the volume of `dir` fails with errno
-  // `err` (0 turns it off), as a failing disk would.
+  // Append, Sync, ReadData and ReadChecksums on the volume of `dir` fails with
+  // errno `err` (0 turns it off), as a failing disk would.
   void InjectFault(const std::string& dir, int err);
+  // Test hook: every later ReplicaWriter::Sync sleeps this long first (0: not).
+  void InjectSyncDelay(std::chrono::milliseconds delay) { sync_delay_ms_ = delay.count(); }
+  // ReplicaWriter::Sync calls that fdatasynced a replica (hsync requests served).
+  uint64_t sync_count() const { return syncs_.load(); }
 
  private:
   friend class ReplicaWriter;
@@ -270,6 +289,10 @@ class BlockStore {
 
   explicit BlockStore(Options options) : options_(std::move(options)) {}
   Status ScanVolume(size_t v);
+  // Keeps what a crash or kill left under v's tmp/ as recoverable replicas
+  // (their verified prefix), deleting what is unusable or superseded. Runs
+  // after every volume's current/ was scanned.
+  void LoadTemporaries(size_t v);
   std::string FinalPath(size_t volume, uint64_t id, uint64_t gs) const;
   Result<size_t> ChooseVolume();
   uint64_t VolumeRemaining(size_t v) const;
@@ -296,6 +319,8 @@ class BlockStore {
   std::set<std::pair<uint64_t, uint64_t>> writing_;  // (id, gs) under tmp/
   std::unordered_map<uint64_t, Recoverable> recoverable_;  // by block id: suspended writes under tmp/
   size_t next_volume_ = 0;                           // round robin among ties
+  std::atomic<uint64_t> syncs_{0};
+  std::atomic<int64_t> sync_delay_ms_{0};
 };
 
 }  // namespace dfs::datanode

@@ -517,6 +517,15 @@ void XferServer::ReceivePackets(WriteContext& ctx) {
       continue;
     }
     s = ctx.writer->Append(pkt.data(), h.data_len(), pkt.checksums());
+    // hsync: durable here before the responder may ack; it acks only once the
+    // downstream node has acked too, so the writer's ack means every replica
+    // is synced. The packet went downstream already: the nodes sync in parallel.
+    if (s.ok() && h.sync()) {
+      s = ctx.writer->Sync();
+      if (s.ok()) {
+        log->debug("synced {} at {} bytes for {}", ctx.block_name, ctx.writer->length(), ctx.peer);
+      }
+    }
     if (s.ok() && h.last()) {
       auto fin = ctx.writer->Finalize();
       if (fin.ok()) {

@@ -27,10 +27,14 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
   // ---- Client protocol --------------------------------------------------
   s->Register<MkdirsRequest, MkdirsResponse>(
       MKDIRS, "mkdirs", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->Mkdirs(CallerOf(c), rq, rs); });
-  // create and complete answer from the group-commit thread once durable.
+  // create, append and complete answer from the group-commit thread once durable.
   s->RegisterAsync<CreateRequest, CreateResponse>(
       CREATE, "create", [ns](const Ctx& c, const auto& rq, auto rs, auto done) {
         ns->CreateAsync(CallerOf(c), rq, rs.get(), std::move(done));
+      });
+  s->RegisterAsync<AppendRequest, AppendResponse>(
+      APPEND, "append", [ns](const Ctx& c, const auto& rq, auto rs, auto done) {
+        ns->AppendAsync(CallerOf(c), rq, rs.get(), std::move(done));
       });
   s->Register<AddBlockRequest, AddBlockResponse>(
       ADD_BLOCK, "addBlock", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->AddBlock(CallerOf(c), rq, rs); });

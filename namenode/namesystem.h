@@ -73,6 +73,9 @@ class Namesystem {
   // need not park a thread per waiting call. *resp must live until then.
   void CreateAsync(const Caller& c, const proto::CreateRequest& req, proto::CreateResponse* resp, Done done);
   void CompleteAsync(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp, Done done);
+  // Reopens a closed file for appending under the caller's lease; the bytes
+  // appended go into new blocks (see AppendRequest).
+  void AppendAsync(const Caller& c, const proto::AppendRequest& req, proto::AppendResponse* resp, Done done);
   Status AddBlock(const Caller& c, const proto::AddBlockRequest& req, proto::AddBlockResponse* resp);
   Status AbandonBlock(const Caller& c, const proto::AbandonBlockRequest& req);
   Status GetBlockLocations(const Caller& c, const proto::GetBlockLocationsRequest& req,
@@ -127,6 +130,10 @@ class Namesystem {
                      uint64_t* ticket, std::vector<proto::Block>* replaced);
   Status ApplyComplete(const Caller& c, const proto::CompleteRequest& req, proto::CompleteResponse* resp,
                        uint64_t* ticket);
+  Status ApplyAppend(const Caller& c, const proto::AppendRequest& req, proto::AppendResponse* resp, uint64_t* ticket);
+  // The last block the file's current writer added (0: none yet; blocks from
+  // before an append are not the writer's).
+  static uint64_t WritersLastBlock(const proto::InodeRecord& rec);
   // Commits the length of the file's last block, which the writer names in
   // `given` (id 0: the file has no block), into rec and batch.
   Status CommitLastBlock(const std::string& path, const proto::Block& given, proto::InodeRecord* rec,
@@ -168,5 +175,8 @@ class Namesystem {
 };
 
 int64_t NowMs();
+
+// Holds the lease of a file while the NameNode recovers it.
+inline constexpr char kLeaseRecoveryHolder[] = "dfs-namenode-lease-recovery";
 
 }  // namespace dfs::namenode

@@ -42,9 +42,16 @@ Status Namesystem::FindFile(uint64_t inode_id, Entry* out) const {
   return Status::OK();
 }
 
+uint64_t Namesystem::WritersLastBlock(const proto::InodeRecord& rec) {
+  const int n = rec.block_ids_size();
+  return n > static_cast<int>(rec.append_first_block()) ? rec.block_ids(n - 1) : 0;
+}
+
 Status Namesystem::CommitLastBlock(const std::string& path, const proto::Block& given, proto::InodeRecord* rec,
                                    rocksdb::WriteBatch* batch) {
-  const uint64_t last = rec->block_ids_size() ? rec->block_ids(rec->block_ids_size() - 1) : 0;
+  // An appender's first addBlock (and a complete after appending nothing)
+  // names no block: the file's old last block is not the writer's to commit.
+  const uint64_t last = WritersLastBlock(*rec);
   if (given.id() != last) {
     return Status::InvalidArgument(fmt::format(
         "{}: the client says its last block is {} but the NameNode has {}; the write cannot continue", path,
@@ -104,9 +111,10 @@ Status Namesystem::AbandonBlock(const Caller& c, const proto::AbandonBlockReques
     Entry e;
     DFS_RETURN_IF_ERROR(ResolveFileForWrite(c, req.inode_id(), req.path(), &e));
     proto::InodeRecord& rec = e.rec;
-    if (rec.block_ids_size() == 0 || rec.block_ids(rec.block_ids_size() - 1) != req.block().id()) {
-      return Status::InvalidArgument(fmt::format("{}: {} is not the file's last block, so it cannot be abandoned",
-                                                 req.path(), BlockName(BlockId(req.block().id()))));
+    if (WritersLastBlock(rec) == 0 || WritersLastBlock(rec) != req.block().id()) {
+      return Status::InvalidArgument(fmt::format(
+          "{}: {} is not the last block this writer added, so it cannot be abandoned", req.path(),
+          BlockName(BlockId(req.block().id()))));
     }
     rec.mutable_block_ids()->RemoveLast();
     rocksdb::WriteBatch batch;
@@ -131,9 +139,12 @@ Status Namesystem::ApplyComplete(const Caller& c, const proto::CompleteRequest& 
     proto::InodeRecord& rec = e.rec;
     rocksdb::WriteBatch batch;
     DFS_RETURN_IF_ERROR(CommitLastBlock(req.path(), req.last(), &rec, &batch));
-    // Every block needs its minimum of reported replicas before the file closes.
+    // Every block the writer added needs its minimum of reported replicas
+    // before the file closes (the blocks from before an append had theirs when
+    // the file was first closed; a lost one must not keep it open now).
     const uint32_t need = std::min(opts_.min_replication, rec.replication());
-    for (uint64_t id : rec.block_ids()) {
+    for (int i = static_cast<int>(rec.append_first_block()); i < rec.block_ids_size(); ++i) {
+      const uint64_t id = rec.block_ids(i);
       uint32_t have = blocks_->LiveReplicas(BlockId(id));
       if (have < need) {
         resp->set_completed(false);
@@ -145,6 +156,7 @@ Status Namesystem::ApplyComplete(const Caller& c, const proto::CompleteRequest& 
     }
     rec.set_under_construction(false);
     rec.clear_lease_holder();
+    rec.clear_append_first_block();
     rec.set_mtime_ms(NowMs());
     PutDentry(&batch, e.parent, e.name, rec);
     DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));

@@ -25,8 +25,7 @@ namespace dfs::namenode {
 
 namespace {
 
-// Holds the lease of a file while the NameNode recovers it.
-constexpr char kRecoveryHolder[] = "dfs-namenode-lease-recovery";
+constexpr const char* kRecoveryHolder = kLeaseRecoveryHolder;
 
 struct ReplicaReport {
   proto::DatanodeId node;
@@ -131,6 +130,7 @@ Status Namesystem::RecoverFile(const std::string& holder, uint64_t inode_id) {
       // Nothing is being written: the file just needs closing.
       rec.set_under_construction(false);
       rec.clear_lease_holder();
+      rec.clear_append_first_block();
       rec.set_mtime_ms(NowMs());
       PutDentry(&batch, e.parent, e.name, rec);
       DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
@@ -256,6 +256,7 @@ Status Namesystem::RecoverFile(const std::string& holder, uint64_t inode_id) {
     }
     rec.set_under_construction(false);
     rec.clear_lease_holder();
+    rec.clear_append_first_block();
     rec.set_mtime_ms(NowMs());
     PutDentry(&batch, e.parent, e.name, rec);
     DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));

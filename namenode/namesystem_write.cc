@@ -199,6 +199,77 @@ void Namesystem::CreateAsync(const Caller& c, const proto::CreateRequest& req, p
   });
 }
 
+Status Namesystem::ApplyAppend(const Caller& c, const proto::AppendRequest& req, proto::AppendResponse* resp,
+                               uint64_t* ticket_out) {
+  DFS_RETURN_IF_ERROR(CheckPath(req.path()));
+  if (c.client_name.empty()) return Status::InvalidArgument("append needs a client name to hold the file's lease");
+  if (SplitPath(req.path()).empty()) return Status::IsADirectory("'/' is a directory; append needs a file");
+  uint64_t ticket = 0;
+  {
+    std::unique_lock l(mu_);
+    DFS_RETURN_IF_ERROR(CheckWritable());
+    Chain chain;
+    DFS_RETURN_IF_ERROR(Resolve(req.path(), &chain));
+    Entry& e = chain.back();
+    proto::InodeRecord& rec = e.rec;
+    if (rec.is_dir()) return Status::IsADirectory(fmt::format("'{}' is a directory; append needs a file", req.path()));
+    std::string old_holder;
+    if (rec.under_construction()) {
+      const std::string& holder = rec.lease_holder();
+      if (holder == c.client_name) {
+        return Status::LeaseConflict(
+            fmt::format("{} is already open for writing by this client; close that stream before appending",
+                        req.path()));
+      }
+      if (holder == kLeaseRecoveryHolder) {
+        return Status::LeaseConflict(fmt::format(
+            "{} is being closed by the NameNode's lease recovery (its writer vanished); retry in a few seconds",
+            req.path()));
+      }
+      if (!leases_.IsStale(holder, opts_.lease_soft_limit)) {
+        return Status::LeaseConflict(fmt::format(
+            "{} is being written by another client ({}); wait for it to finish, or retry once its lease expires "
+            "({} s after that client stops)",
+            req.path(), holder, opts_.lease_soft_limit.count() / 1000));
+      }
+      // The writer is gone. With nothing of its own half-written the file is
+      // taken over at once; a block it was writing needs lease recovery first.
+      if (const uint64_t last = WritersLastBlock(rec); last != 0) {
+        DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(last));
+        if (!br.committed()) {
+          return Status::LeaseConflict(fmt::format(
+              "{} is still open for writing by {}, which stopped renewing its lease; the NameNode closes it (lease "
+              "recovery) {} s after that client stopped (dfs.namenode.lease.hard-limit): retry the append then",
+              req.path(), holder, opts_.lease_hard_limit.count() / 1000));
+        }
+      }
+      old_holder = holder;
+    }
+    rec.set_under_construction(true);
+    rec.set_lease_holder(c.client_name);
+    rec.set_append_first_block(static_cast<uint32_t>(rec.block_ids_size()));
+    rocksdb::WriteBatch batch;
+    PutDentry(&batch, e.parent, e.name, rec);
+    DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
+    if (!old_holder.empty()) leases_.Remove(old_holder, rec.id());
+    leases_.Add(c.client_name, rec.id());
+    ToFileStatus(e.name, rec, resp->mutable_status());
+  }
+  *ticket_out = ticket;
+  return Status::OK();
+}
+
+void Namesystem::AppendAsync(const Caller& c, const proto::AppendRequest& req, proto::AppendResponse* resp,
+                             Done done) {
+  uint64_t ticket = 0;
+  Status s = ApplyAppend(c, req, resp, &ticket);
+  if (!s.ok()) {
+    done(s);
+    return;
+  }
+  store_->OnDurable(ticket, std::move(done));
+}
+
 Status Namesystem::Delete(const Caller&, const proto::DeleteRequest& req) {
   std::vector<proto::Block> blocks;
   uint64_t ticket = 0;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A local dfs cluster in one command: installs what is missing, builds
 # (Release), starts one NameNode and $DFS_DATANODES DataNodes on 127.0.0.1,
-# uploads a sample text, lists it and prints the cluster report.
+# uploads a sample text, lists it, prints the cluster report, runs a word
+# count as a streaming job and mounts the cluster at $DFS_HOME/mnt (when FUSE
+# is available).
 #
 #   scripts/quickstart.sh          start (again: does nothing to what runs)
 #   scripts/quickstart.sh stop     stop every daemon it started
@@ -12,7 +14,8 @@
 # A $DFS_HOME/dfs.conf, if present, configures every daemon and the shell.
 #
 # Environment: DFS_HOME, DFS_DATANODES (default 3), DFS_DATANODE_BASE_PORT
-# (default 9866; DataNode i serves on base + 10*(i-1)), DFS_BIN (use these
+# (default 9866; DataNode i serves on base + 10*(i-1)), DFS_MOUNT (where to
+# mount; default $DFS_HOME/mnt; "none" for no mount), DFS_BIN (use these
 # binaries and skip the build; for tests).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,7 @@ BIN=${DFS_BIN:-$BUILD/bin}
 BASE_PORT=${DFS_DATANODE_BASE_PORT:-9866}
 LOGS=$DFS_HOME/logs
 PIDS=$DFS_HOME/pids
+MOUNT=${DFS_MOUNT:-$DFS_HOME/mnt}
 export DFS_HOME
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
@@ -33,8 +37,14 @@ running() {  # running NAME: is the daemon with that pid file alive?
   [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
+mounted() { [ "$MOUNT" != none ] && grep -q " $(realpath -m "$MOUNT") " /proc/self/mountinfo 2>/dev/null; }
+
 stop_all() {
   local any=0
+  if mounted; then
+    # Unmount first, while the cluster can still complete open files.
+    "$BIN/dfs" umount "$MOUNT" && echo "unmounted $MOUNT" || echo "could not unmount $MOUNT (see above)" >&2
+  fi
   for f in "$PIDS"/*.pid; do
     [ -e "$f" ] || continue
     local name pid
@@ -53,6 +63,7 @@ stop_all() {
 }
 
 status() {
+  if mounted; then echo "mount: $MOUNT"; fi
   for f in "$PIDS"/*.pid; do
     [ -e "$f" ] || { echo "nothing started from $DFS_HOME"; return; }
     local name
@@ -85,7 +96,7 @@ if [ -z "${DFS_BIN:-}" ]; then
   scripts/install-deps.sh
   say "==> Building (Release) in $BUILD"
   cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DDFS_BUILD_TESTS=OFF >/dev/null
-  if ! cmake --build "$BUILD" -j2 --target dfs dfs-namenode dfs-datanode >"$BUILD/build.log" 2>&1; then
+  if ! cmake --build "$BUILD" -j2 --target dfs dfs-namenode dfs-datanode dfs-fuse >"$BUILD/build.log" 2>&1; then
     tail -n 30 "$BUILD/build.log" >&2
     echo "the build failed; the whole log is in $BUILD/build.log" >&2
     exit 1
@@ -177,6 +188,28 @@ chmod +x "$EXAMPLES/mapper.py" "$EXAMPLES/reducer.py"
 echo "Top words:"
 "$DFS" cat 'wordcount/part-*' | sort -t "$(printf '\t')" -k2,2nr | head -n 5
 echo
+
+MOUNT_HINT=""
+if [ "$MOUNT" != none ]; then
+  if mounted; then
+    say "==> The cluster is mounted at $MOUNT"
+  elif [ -r /dev/fuse ] && [ -w /dev/fuse ] && command -v fusermount3 >/dev/null; then
+    say "==> Mounting the cluster at $MOUNT"
+    mkdir -p "$MOUNT"
+    "$DFS" mount "$MOUNT" --log "$LOGS/mount.log" || echo "the mount failed; see $LOGS/mount.log" >&2
+  else
+    echo "(FUSE is not available here, so the cluster is not mounted: /dev/fuse or fusermount3 is missing)"
+  fi
+  if mounted; then
+    ls -l "$MOUNT/user/$(id -un)"
+    echo "head -n 2 $MOUNT/user/$(id -un)/sample.txt:"
+    head -n 2 "$MOUNT/user/$(id -un)/sample.txt"
+    MOUNT_HINT="  ls $MOUNT/user/$(id -un)           # the mount: cp, grep, python open() work there
+"
+  fi
+  echo
+fi
+
 say "Your cluster is running. Try:"
 cat <<EOT
   export PATH=$BIN:\$PATH
@@ -188,6 +221,6 @@ cat <<EOT
   cd $EXAMPLES && dfs streaming -input sample.txt -output wc2 \\
       -mapper mapper.py -reducer reducer.py -file mapper.py -file reducer.py
   dfs job -list all                 # jobs and their state; dfs job -logs <id> shows failures
-  scripts/quickstart.sh stop        # stop everything (data stays in $DFS_HOME)
+${MOUNT_HINT}  scripts/quickstart.sh stop        # unmount and stop everything (data stays in $DFS_HOME)
 Logs: $LOGS/   pids: $PIDS/
 EOT

@@ -464,3 +464,138 @@ TEST_CASE("block store prefers volumes with room for a whole block", "[block_sto
     CHECK(HolderOf(dirs, id, 1) == other);
   }
 }
+
+namespace {
+
+// A write as a kill -9 leaves it: the files stay under tmp/ as they are
+// (Suspend keeps them without touching their bytes).
+std::string TmpPath(const std::string& dir, uint64_t id, uint64_t gs) {
+  return dir + "/tmp/blk_" + std::to_string(id) + "_" + std::to_string(gs);
+}
+
+// Finishes what a reopened store kept of block id (gen stamp gs) and returns its bytes.
+std::string RecoverAndRead(BlockStore& store, uint64_t id, uint64_t gs, uint64_t length) {
+  auto w = store.Recover(dfs::BlockId(id), gs, gs + 1, length);
+  INFO(w.status().ToString());
+  REQUIRE(w.ok());
+  auto fin = (*w)->Finalize();
+  REQUIRE(fin.ok());
+  return ReadReplica(store, id, gs + 1);
+}
+
+}  // namespace
+
+TEST_CASE("block store hsync: Sync fdatasyncs and counts, whatever sync_on_close says", "[block_store][hsync]") {
+  TempDir t;
+  auto store = OpenStore({t.path()}, /*sync=*/false);
+  auto w = store->CreateTemporary(Blk(30, 1), 512);
+  REQUIRE(w.ok());
+  REQUIRE((*w)->Sync().ok());  // nothing written yet
+  AppendAll(**w, RandomBytes(1000, 1), 1000);
+  REQUIRE((*w)->Append(nullptr, 0, nullptr).ok());  // an empty sync packet appends nothing
+  REQUIRE((*w)->Sync().ok());
+  CHECK(store->sync_count() == 2);
+  CHECK((*w)->length() == 1000);
+  REQUIRE((*w)->Finalize().ok());
+  CHECK(store->sync_count() == 2);  // finalizing with sync_on_close off does not sync
+}
+
+TEST_CASE("block store keeps an unfinished replica across a restart, cut to what its checksums verify",
+          "[block_store][hsync]") {
+  TempDir t;
+  const std::string data = RandomBytes(8000, 9);
+  const uint32_t bpc = 512;
+  const uint64_t synced = 5000;  // 9 whole chunks and 392 bytes of the tenth
+  auto write_and_kill = [&](uint64_t id, uint64_t more) {
+    auto store = OpenStore({t.path()});
+    auto w = store->CreateTemporary(Blk(id, 7), bpc);
+    REQUIRE(w.ok());
+    AppendAll(**w, data.substr(0, synced), 1000);
+    REQUIRE((*w)->Sync().ok());
+    if (more > 0) {
+      std::vector<uint64_t> sums(4);
+      dfs::ComputePacketChecksums(synced, data.data() + synced, more, bpc, sums.data());
+      REQUIRE((*w)->Append(data.data() + synced, more, sums.data()).ok());
+    }
+    (*w)->Suspend();
+  };
+
+  SECTION("a write killed after its sync: everything is kept") {
+    write_and_kill(40, 0);
+    auto store = OpenStore({t.path()});
+    auto info = store->Inspect(dfs::BlockId(40));
+    CHECK(info.state == dfs::proto::REPLICA_TEMPORARY);
+    CHECK(info.gen_stamp == 7);
+    CHECK(info.num_bytes == synced);
+    CHECK(store->num_recoverable() == 1);
+    CHECK(store->num_replicas() == 0);  // not a replica anyone may read or report
+    CHECK(RecoverAndRead(*store, 40, 7, synced) == data.substr(0, synced));
+  }
+  SECTION("killed after writing more data but before its checksums: the synced length") {
+    write_and_kill(41, 0);
+    std::ofstream(TmpPath(t.path(), 41, 7), std::ios::app) << data.substr(synced, 300);
+    auto store = OpenStore({t.path()});
+    CHECK(store->Inspect(dfs::BlockId(41)).num_bytes == synced);
+    CHECK(fs::file_size(TmpPath(t.path(), 41, 7)) == synced);
+    CHECK(RecoverAndRead(*store, 41, 7, synced) == data.substr(0, synced));
+  }
+  SECTION("killed after the checksums but before the header's tail field: the full length") {
+    write_and_kill(42, 300);
+    const uint32_t old_tail = synced % bpc;
+    {
+      std::fstream meta(TmpPath(t.path(), 42, 7) + ".meta", std::ios::in | std::ios::out | std::ios::binary);
+      meta.seekp(12);
+      meta.write(reinterpret_cast<const char*>(&old_tail), 4);
+    }
+    auto store = OpenStore({t.path()});
+    CHECK(store->Inspect(dfs::BlockId(42)).num_bytes == synced + 300);
+    CHECK(RecoverAndRead(*store, 42, 7, synced + 300) == data.substr(0, synced + 300));
+  }
+  SECTION("a torn last chunk goes back to the chunk boundary; a replica with nothing valid goes") {
+    write_and_kill(43, 0);
+    {
+      std::fstream f(TmpPath(t.path(), 43, 7), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(4700);
+      f.put(static_cast<char>(data[4700] ^ 0x5a));
+    }
+    // One partial chunk whose stored sum matches nothing.
+    std::ofstream(TmpPath(t.path(), 44, 7)) << "partial";
+    {
+      std::ofstream meta(TmpPath(t.path(), 44, 7) + ".meta", std::ios::binary);
+      const uint16_t version = 1, type = 1;
+      const uint32_t tail = 7;
+      const uint64_t sum = 12345;
+      meta.write("DFSM", 4);
+      meta.write(reinterpret_cast<const char*>(&version), 2);
+      meta.write(reinterpret_cast<const char*>(&type), 2);
+      meta.write(reinterpret_cast<const char*>(&bpc), 4);
+      meta.write(reinterpret_cast<const char*>(&tail), 4);
+      meta.write(reinterpret_cast<const char*>(&sum), 8);
+    }
+    auto store = OpenStore({t.path()});
+    CHECK(store->Inspect(dfs::BlockId(43)).num_bytes == 9 * bpc);
+    CHECK(RecoverAndRead(*store, 43, 7, 9 * bpc) == data.substr(0, 9 * bpc));
+    CHECK(store->Inspect(dfs::BlockId(44)).state == dfs::proto::REPLICA_NONE);
+    CHECK_FALSE(fs::exists(TmpPath(t.path(), 44, 7)));
+  }
+  SECTION("a temporary superseded by a finalized replica, and a lone file, are deleted") {
+    write_and_kill(45, 0);
+    {
+      auto store = OpenStore({t.path()});
+      WriteReplica(*store, 45, 8, data.substr(0, 100));
+    }
+    write_and_kill(46, 0);
+    fs::remove(TmpPath(t.path(), 46, 7) + ".meta");
+    auto store = OpenStore({t.path()});
+    CHECK(store->num_recoverable() == 0);
+    CHECK(fs::is_empty(t.path() + "/tmp"));
+    CHECK(ReadReplica(*store, 45, 8) == data.substr(0, 100));
+  }
+  SECTION("nobody comes back for it: it expires") {
+    write_and_kill(47, 0);
+    auto store = OpenStore({t.path()});
+    CHECK(store->num_recoverable() == 1);
+    CHECK(store->ExpireRecoverable(std::chrono::milliseconds(0)) == 1);
+    CHECK(fs::is_empty(t.path() + "/tmp"));
+  }
+}

@@ -251,6 +251,18 @@ class FakeFs : public client::FileSystem {
     return std::unique_ptr<client::OutputStream>(new Out(this, path));
   }
 
+  // Appends to the file's data in place (no blocks to keep apart here).
+  Result<std::unique_ptr<client::OutputStream>> Append(const std::string& path) override {
+    log.push_back("append " + path);
+    if (!Exists(path)) return Status::NotFound(path + ": No such file or directory");
+    if (nodes_[path].info.is_dir) return Status::IsADirectory("'" + path + "' is a directory; append needs a file");
+    if (nodes_[path].info.under_construction) {
+      return Status::LeaseConflict(path + " is being written by another client (fake-writer)");
+    }
+    nodes_[path].info.under_construction = true;
+    return std::unique_ptr<client::OutputStream>(new Out(this, path));
+  }
+
   Result<std::unique_ptr<client::InputStream>> Open(const std::string& path) override {
     if (!Exists(path)) return Status::NotFound(path + " does not exist");
     if (nodes_[path].info.is_dir) return Status::IsADirectory(path + " is a directory");
@@ -304,6 +316,7 @@ class FakeFs : public client::FileSystem {
       return Status::OK();
     }
     Status Flush() override { return Status::OK(); }
+    Status Sync() override { return Status::OK(); }
     Status Close() override {
       if (!fs_->Exists(path_)) return Status::NotFound(path_ + " was deleted");
       fs_->nodes_[path_].info.under_construction = false;

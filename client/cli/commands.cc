@@ -44,6 +44,18 @@ const std::vector<Command> kCommands = {
      -1,
      true,
      RunPut},
+    {"appendToFile",
+     {},
+     "",
+     "<localsrc> ... <dst>",
+     "Append local files, in order, to a dfs file; '-' reads stdin (and must then be the only source). "
+     "<dst> is created when it does not exist (its parent must). The appended bytes start a new "
+     "block: the file's existing blocks are never rewritten. Fails while another client is writing "
+     "<dst>.",
+     2,
+     -1,
+     true,
+     RunAppendToFile},
     {"get",
      {"copyToLocal"},
      "f p ignoreCrc crc",
@@ -245,6 +257,27 @@ const std::vector<Command> kCommands = {
      -1,
      true,
      RunJob},
+    {"mount",
+     {},
+     kRawArgs,
+     "[-f] [-o opt,...] [-D key=value]... <mountpoint>",
+     "Mount the cluster's namespace at a local directory with FUSE, so ordinary tools and Python's open() "
+     "work on it. Runs in the background (-f: in the foreground) until `dfs umount`. Files are written "
+     "sequentially: from the start, or appended to; a write anywhere else fails with EOPNOTSUPP. "
+     "`dfs mount --help` lists every option.",
+     1,
+     -1,
+     false,
+     RunMount},
+    {"umount",
+     {"unmount"},
+     "",
+     "<mountpoint>",
+     "Unmount a directory mounted with `dfs mount`; the mount's daemon then exits.",
+     1,
+     1,
+     false,
+     RunUmount},
     {"help", {}, "", "[cmd ...]", "Show the description of commands.", 0, -1, false, RunHelp},
     {"usage", {}, "", "[cmd ...]", "Show the usage of commands.", 0, -1, false, RunUsage},
 };

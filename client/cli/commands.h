@@ -55,6 +55,7 @@ int RunChgrp(Context& ctx, const Flags& flags, const Args& args);
 
 // copy_commands.cc
 int RunPut(Context& ctx, const Flags& flags, const Args& args);
+int RunAppendToFile(Context& ctx, const Flags& flags, const Args& args);
 int RunGet(Context& ctx, const Flags& flags, const Args& args);
 int RunCat(Context& ctx, const Flags& flags, const Args& args);
 int RunTail(Context& ctx, const Flags& flags, const Args& args);
@@ -68,6 +69,10 @@ int RunAdmin(Context& ctx, const Flags& flags, const Args& args);
 int RunStreaming(Context& ctx, const Flags& flags, const Args& args);
 int RunJob(Context& ctx, const Flags& flags, const Args& args);
 int RunFsck(Context& ctx, const Flags& flags, const Args& args);
+
+// mount_commands.cc
+int RunMount(Context& ctx, const Flags& flags, const Args& args);
+int RunUmount(Context& ctx, const Flags& flags, const Args& args);
 
 // commands.cc
 int RunHelp(Context& ctx, const Flags& flags, const Args& args);

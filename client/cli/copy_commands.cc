@@ -1,6 +1,8 @@
-// Commands that move bytes: put (copyFromLocal), get (copyToLocal), cp, cat,
-// tail and getmerge. Files are written through Upload/Download (transfer.h):
-// `<dst>._COPYING_` first, renamed when complete, deleted on failure.
+// Commands that move bytes: put (copyFromLocal), appendToFile, get
+// (copyToLocal), cp, cat, tail and getmerge. Files are written through
+// Upload/Download (transfer.h): `<dst>._COPYING_` first, renamed when
+// complete, deleted on failure. appendToFile cannot work that way: it writes
+// into the file itself, through FileSystem::Append.
 #include <errno.h>
 #include <fcntl.h>
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 
 #include "client/cli/commands.h"
 #include "client/cli/glob.h"
+#include "client/cli/progress.h"
 #include "client/cli/transfer.h"
 #include "common/path.h"
 
@@ -315,6 +318,89 @@ int RunPut(Context& ctx, const Flags& flags, const Args& operands) {
   for (const auto& src : srcs) {
     if (ctx.interrupted()) break;
     job.Put(src, into_dir ? Child(dst, LocalBaseName(src)) : dst);
+  }
+  return ctx.ExitCode();
+}
+
+int RunAppendToFile(Context& ctx, const Flags&, const Args& args) {
+  const Args srcs(args.begin(), args.end() - 1);
+  const PathArg dst = ResolveArg(ctx.fs(), args.back());
+  if (std::find(srcs.begin(), srcs.end(), "-") != srcs.end() && srcs.size() != 1) {
+    return ctx.UsageError("'-' (stdin) must be the only source");
+  }
+  // Every local source is checked first: a typo in the last one must not
+  // leave the others appended.
+  uint64_t total = 0;
+  for (const auto& src : srcs) {
+    if (src == "-") continue;
+    struct stat st {};
+    if (::stat(src.c_str(), &st) != 0) {
+      ctx.Error(src, Status::FromErrno("stat", errno));
+    } else if (S_ISDIR(st.st_mode)) {
+      ctx.Error(src, Status::IsADirectory("is a directory"));
+    } else {
+      total += static_cast<uint64_t>(st.st_size);
+    }
+  }
+  if (ctx.failed()) return ctx.ExitCode();
+
+  // Append to the file, or create it as Hadoop does (the parent must exist, as for put).
+  std::unique_ptr<client::OutputStream> out;
+  auto take = [&](Result<std::unique_ptr<client::OutputStream>> r) {
+    if (r.ok()) out = std::move(r).value();
+    return r.ok() ? Status::OK() : r.status();
+  };
+  auto info = ctx.fs().GetFileInfo(dst.path);
+  Status s;
+  if (info.ok()) {
+    s = info->is_dir ? Status::IsADirectory("is a directory") : take(ctx.fs().Append(dst.path));
+  } else if (info.status().IsNotFound()) {
+    client::CreateOptions co;
+    co.create_parent = false;
+    co.replication = static_cast<uint32_t>(ctx.fs().config().GetInt("dfs.replication"));
+    co.block_size = ctx.fs().config().GetSize("dfs.blocksize");
+    s = take(ctx.fs().Create(dst.path, co));
+    // Someone else created it meanwhile: append to theirs.
+    if (s.code() == StatusCode::kAlreadyExists) s = take(ctx.fs().Append(dst.path));
+  } else {
+    s = info.status();
+  }
+  if (!s.ok()) {
+    ctx.Error(dst.display, s);
+    return ctx.ExitCode();
+  }
+
+  Progress progress(ctx, BaseName(dst.path), total);
+  bool dfs_failed = false;  // else a local read failed
+  const WriteFn write = [&](const char* buf, size_t n) {
+    Status ws = out->Write(buf, n);
+    dfs_failed = !ws.ok();
+    return ws;
+  };
+  std::string failed_src;
+  for (const auto& src : srcs) {
+    if (src == "-") {
+      s = Pump(ctx, IstreamReader(ctx.in), write, &progress);
+    } else {
+      Fd fd(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+      s = fd.get() < 0 ? Status::FromErrno("open", errno) : Pump(ctx, FdReader(fd.get(), src), write, &progress);
+    }
+    if (!s.ok()) {
+      failed_src = src;
+      break;
+    }
+  }
+  // Closed even after a failure (Ctrl-C included), so that what was appended
+  // is kept and the file does not stay open until its lease expires.
+  Status closed = out->Close();
+  progress.Finish();
+  if (!s.ok() && !dfs_failed && s.code() != StatusCode::kAborted) {
+    ctx.Error(failed_src == "-" ? "stdin" : failed_src, s);
+    if (!closed.ok()) ctx.Error(dst.display, closed);
+  } else if (!s.ok()) {
+    ctx.Error(dst.display, s);
+  } else if (!closed.ok()) {
+    ctx.Error(dst.display, closed);
   }
   return ctx.ExitCode();
 }

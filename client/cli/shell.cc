@@ -114,6 +114,15 @@ int RunShell(std::vector<std::string> args, const ShellEnv& env) {
     args.insert(args.begin(), job_defines.begin(), job_defines.end());
   }
 
+  if (cmd->run == RunMount) {
+    // dfs-fuse takes the generic options as its own flags.
+    std::vector<std::string> generic;
+    if (!opts.namenode.empty()) generic.insert(generic.end(), {"--namenode", opts.namenode});
+    if (!opts.conf_file.empty()) generic.insert(generic.end(), {"--conf", opts.conf_file});
+    for (const auto& [k, v] : opts.overrides) generic.insert(generic.end(), {"-D", k + "=" + v});
+    args.insert(args.begin(), generic.begin(), generic.end());
+  }
+
   Context ctx(nullptr, *env.out, err, *env.in);
   ctx.command = cmd;
   Flags flags;

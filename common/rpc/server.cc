@@ -344,7 +344,17 @@ void RpcServer::Shutdown() {
   im.io.stop();
   for (auto& t : im.io_threads) t.join();
   im.io_threads.clear();
+  // The closes posted above may not have run before io.stop(): close what is
+  // left here (no other thread runs now), so no client waits on a connection
+  // of a stopped server and the port can be bound again at once.
+  boost::system::error_code aec;
+  im.acceptor.close(aec);
   std::lock_guard<std::mutex> l(im.conns_mu);
+  for (auto& c : im.conns) {
+    boost::system::error_code ec;
+    c->socket.shutdown(tcp::socket::shutdown_both, ec);
+    c->socket.close(ec);
+  }
   im.conns.clear();
 }
 

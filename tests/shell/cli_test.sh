@@ -143,6 +143,19 @@ check_rc "no ._COPYING_ left behind" 1 sh -c "'$BIN/dfs' -fs $NN ls -R / | grep 
 check "put from stdin" sh -c "printf 'piped\n' | '$BIN/dfs' -fs $NN put - /stdin.txt"
 check_out "cat stdin upload" "piped" dfs cat /stdin.txt
 
+# appendToFile: new blocks after the old ones, which stay as they are (the 4th partial).
+head -c 1500000 /dev/urandom >"$L/more.bin"
+check "put for appending" dfs put "$L/big.bin" /app.bin
+check "appendToFile two local files" dfs appendToFile "$L/more.bin" "$L/small.txt" /app.bin
+check "... the bytes follow the old ones" bash -c "'$BIN/dfs' -fs $NN cat /app.bin | cmp - <(cat '$L/big.bin' '$L/more.bin' '$L/small.txt')"
+check_out "... the length adds up" "5000022" dfs stat %b /app.bin
+check "... fsck sees 4 + 2 blocks, healthy" sh -c "'$BIN/dfs' -fs $NN fsck /app.bin -files -blocks | grep -q '^/app.bin 5000022 bytes, replicated: replication=3, 6 block(s):  OK'"
+check "appendToFile from stdin creates the file" sh -c "printf 'one\n' | '$BIN/dfs' -fs $NN appendToFile - /log.txt"
+check "... and appends to it" sh -c "printf 'two\n' | '$BIN/dfs' -fs $NN appendToFile - /log.txt"
+check_out "... both lines" "$(printf 'one\ntwo')" dfs cat /log.txt
+check_rc "appendToFile to a directory exits 1" 1 dfs appendToFile "$L/small.txt" "$ME/in"
+check_out "... saying so" "dfs: '$ME/in': Is a directory" cat "$T/last.err"
+
 check "put -D dfs.replication=1" dfs -D dfs.replication=1 put "$L/small.txt" /rep1.txt
 check_out "replication 1 from -D" "1" dfs stat %r /rep1.txt
 

@@ -28,6 +28,14 @@ check "two live DataNodes reported" grep -q "Live datanodes (2)" <<<"$out"
 check "tells what to type next" grep -q "Your cluster is running" <<<"$out"
 check "one log per daemon" [ -s "$DFS_HOME/logs/namenode.log" -a -s "$DFS_HOME/logs/datanode2.log" ]
 
+MNT=$DFS_HOME/mnt
+if [ -r /dev/fuse ] && [ -w /dev/fuse ] && command -v fusermount3 >/dev/null; then
+  check "says where it mounted" grep -q "Mounting the cluster at $MNT" <<<"$out"
+  check "the mount shows the sample" grep -q "quick brown fox" "$MNT/user/$(id -un)/sample.txt"
+else
+  echo "note: no FUSE here (/dev/fuse or fusermount3 missing); the mount is not checked"
+fi
+
 out=$("$ROOT/scripts/quickstart.sh" 2>&1); rc=$?
 check "second start exits 0" [ $rc -eq 0 ]
 check "second start keeps the running daemons" grep -q "namenode already running" <<<"$out"
@@ -46,6 +54,7 @@ check "stop stops the rest" grep -q "stopped namenode" <<<"$out"
 alive=0
 for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
 check "no daemon left" [ $alive -eq 0 ]
+check "nothing left mounted" bash -c "! grep -q ' $MNT ' /proc/self/mountinfo"
 
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]
