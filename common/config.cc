@@ -130,8 +130,11 @@ const std::vector<ConfigKey> kKeys = {
      "How long the kernel may remember that a name does not exist; 0 = never, so a file created\n"
      "on another machine shows up at once."},
     {"dfs.fuse.readahead", "8m", ConfigType::kSize, "",
-     "Read-ahead window of one open file in the mount: a sequential reader is served from this\n"
-     "much data fetched ahead of it (and the kernel reads ahead up to the same amount)."},
+     "Largest read-ahead window of one open file in the mount: a sequential reader is served\n"
+     "from one window while the next is fetched; windows start at 1 MiB and double up to this."},
+    {"dfs.fuse.readahead.kernel", "1m", ConfigType::kSize, "",
+     "The kernel's own read-ahead for the mount (its read_ahead_kb, 128 KiB unless raised), so\n"
+     "that it asks for several pieces of a file at once. Setting it needs root; 0 leaves it alone."},
     {"dfs.fuse.namenode.retry", "20s", ConfigType::kDuration, "ms",
      "How long a mount operation keeps retrying while the NameNode is unreachable before it\n"
      "fails with EIO (logged); the mount itself stays up and recovers when the NameNode is back."},

@@ -23,6 +23,7 @@
 #include "common/path.h"
 #include "fuse/errno_map.h"
 #include "fuse/inode_table.h"
+#include "fuse/read_ahead.h"
 
 namespace dfs::fuse {
 
@@ -46,7 +47,8 @@ FuseFsOptions FuseFsOptionsFrom(const Config& conf) {
   o.attr_timeout_s = secs("dfs.fuse.attr.timeout");
   o.entry_timeout_s = secs("dfs.fuse.entry.timeout");
   o.negative_timeout_s = secs("dfs.fuse.negative.timeout");
-  o.readahead = std::max<size_t>(conf.GetSize("dfs.fuse.readahead"), 128 << 10);
+  o.readahead = std::max<size_t>(conf.GetSize("dfs.fuse.readahead"), ReadAhead::kFirstWindow);
+  o.kernel_readahead = conf.GetSize("dfs.fuse.readahead.kernel");
   o.namenode_retry = conf.GetDuration("dfs.fuse.namenode.retry");
   return o;
 }
@@ -59,11 +61,8 @@ struct OpenFile {
   uint64_t ino = 0;
   std::string path;
   uint32_t mode = 0644;
-  // Reading.
-  std::unique_ptr<client::InputStream> in;
-  BufferPool::Buffer window;
-  uint64_t win_off = 0;
-  size_t win_len = 0;
+  // Reading: opened at the first read.
+  std::shared_ptr<ReadAhead> reader;
   // Writing. `out` is open while bytes are being written; after a close of
   // one descriptor (flush) it is null until the next write, which must then
   // start at the file's end (it appends).
@@ -89,14 +88,21 @@ constexpr size_t kDirPage = 1024;
 
 struct FuseFs::Impl {
   Impl(std::unique_ptr<client::FileSystem> f, FuseFsOptions o)
-      : fs(std::move(f)), opts(o), windows(o.readahead, 8) {}
+      : fs(std::move(f)), opts(o), windows(o.readahead, 8), fills(kFillThreads) {}
 
   std::unique_ptr<client::FileSystem> fs;
   const FuseFsOptions opts;
   InodeTable inodes;
   BufferPool windows;  // read-ahead windows, reused from file to file
+  // Background fills of read-ahead windows. Declared after fs and windows:
+  // it is stopped (its queue run) before they go.
+  static constexpr int kFillThreads = 4;
+  TaskPool fills;
   const uid_t my_uid = getuid();
   const gid_t my_gid = getgid();
+
+  std::function<void()> after_init;  // see FuseFs::AfterInit
+  std::once_flag after_init_once;
 
   std::mutex writers_mu;
   std::unordered_map<std::string, FileRef> writers;  // path → the handle writing it
@@ -315,50 +321,42 @@ struct FuseFs::Impl {
 
   // ------------------------------------------------------------ reads
 
-  // Serves [off, off+size) of `f`. f->mu held.
-  void Read(fuse_req_t req, OpenFile* f, size_t size, uint64_t off) {
-    if (!f->in) {
-      auto in = Retry("open", f->path, true, [&] { return fs->Open(f->path); });
-      if (!in.ok()) return ReplyStatus(req, in.status());
-      f->in = std::move(*in);
-    }
-    const uint64_t len = f->in->Length();
-    if (off >= len || size == 0) {
-      fuse_reply_buf(req, nullptr, 0);
-      return;
-    }
-    size = static_cast<size_t>(std::min<uint64_t>(size, len - off));
-    if (off >= f->win_off && off + size <= f->win_off + f->win_len) {
-      fuse_reply_buf(req, f->window.data() + (off - f->win_off), size);
-      return;
-    }
-    if (f->win_len > 0 && off < f->win_off) {
-      // Behind the window (the kernel's read-ahead requests can arrive out of
-      // order, and programs seek back): read just that range.
-      std::vector<char> tmp(size);
-      auto r = f->in->PRead(off, tmp.data(), size);
-      if (!r.ok()) return ReplyReadError(req, *f, r.status(), off);
-      fuse_reply_buf(req, tmp.data(), *r);
-      return;
-    }
-    // Refill the window from `off`, streaming on from where the last fill ended.
-    if (!f->window) f->window = windows.Get();
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(opts.readahead, len - off));
-    if (f->in->Position() != off) (void)f->in->Seek(off);
-    size_t got = 0;
-    f->win_len = 0;
-    while (got < want) {
-      auto r = f->in->Read(f->window.data() + got, want - got);
-      if (!r.ok()) {
-        if (got >= size) break;  // enough for this request; the error comes back with the next
-        return ReplyReadError(req, *f, r.status(), off + got);
+  // Serves [off, off+size) of `f` from its read-ahead windows.
+  void Read(fuse_req_t req, const FileRef& f, size_t size, uint64_t off) {
+    std::shared_ptr<ReadAhead> reader;
+    {
+      std::lock_guard<std::mutex> l(f->mu);
+      if (f->out) {
+        Log("fuse")->warn("read of {} refused (EOPNOTSUPP): it is being written through the same open file; close "
+                          "it and open it again to read it",
+                          f->path);
+        return (void)fuse_reply_err(req, EOPNOTSUPP);
       }
-      if (*r == 0) break;
-      got += *r;
+      if (!f->reader) {
+        auto in = Retry("open", f->path, true, [&] { return fs->Open(f->path); });
+        if (!in.ok()) return ReplyStatus(req, in.status());
+        f->reader = ReadAhead::Make(std::move(*in), &windows, &fills);
+      }
+      reader = f->reader;
     }
-    f->win_off = off;
-    f->win_len = got;
-    fuse_reply_buf(req, f->window.data(), std::min(size, got));
+    // Without f->mu: the kernel sends several reads of one file at once.
+    Status s = reader->Read(off, size, [&](const iovec* v, int n) {
+      // Through fuse_reply_data, which splices the bytes into the kernel
+      // when it can (FUSE_CAP_SPLICE_WRITE): a plain reply makes the kernel
+      // pin our buffer one page at a time, which costs more than the copy.
+      struct {
+        fuse_bufvec bv;
+        fuse_buf second;
+      } bufs{};
+      bufs.bv.count = static_cast<size_t>(n);
+      for (int i = 0; i < n; ++i) {
+        fuse_buf& b = i == 0 ? bufs.bv.buf[0] : bufs.second;
+        b.mem = v[i].iov_base;
+        b.size = v[i].iov_len;
+      }
+      fuse_reply_data(req, &bufs.bv, FUSE_BUF_SPLICE_MOVE);
+    });
+    if (!s.ok()) ReplyReadError(req, *f, s, off);
   }
 
   static void ReplyReadError(fuse_req_t req, const OpenFile& f, const Status& s, uint64_t off) {
@@ -480,22 +478,31 @@ namespace {
 
 using Impl = FuseFs::Impl;
 
-Impl& Fs(fuse_req_t req) { return *static_cast<Impl*>(fuse_req_userdata(req)); }
+// Every operation but init and destroy starts here.
+Impl& Fs(fuse_req_t req) {
+  auto& im = *static_cast<Impl*>(fuse_req_userdata(req));
+  // The kernel sends nothing else until it has taken init's reply.
+  if (im.after_init) std::call_once(im.after_init_once, im.after_init);
+  return im;
+}
 FileRef& FileOf(fuse_file_info* fi) { return *reinterpret_cast<FileRef*>(fi->fh); }
 OpenDir* DirOf(fuse_file_info* fi) { return reinterpret_cast<OpenDir*>(fi->fh); }
 
 void OpInit(void* userdata, fuse_conn_info* conn) {
   auto& im = *static_cast<Impl*>(userdata);
   conn->max_write = static_cast<unsigned>(im.opts.max_write);
+  conn->max_read = static_cast<unsigned>(im.opts.max_read);  // the same as the mount's -o max_read
   if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS | FUSE_CAP_READDIRPLUS_AUTO;
   if (conn->capable & FUSE_CAP_AUTO_INVAL_DATA) conn->want |= FUSE_CAP_AUTO_INVAL_DATA;
+  if (conn->capable & FUSE_CAP_SPLICE_WRITE) conn->want |= FUSE_CAP_SPLICE_WRITE;
   // Writes must reach us in order, at the offsets the program wrote: no
   // kernel write-back cache (it would also read pages back to fill partial ones).
   conn->want &= ~static_cast<unsigned>(FUSE_CAP_WRITEBACK_CACHE);
   conn->time_gran = 1'000'000;  // the NameNode keeps times in milliseconds
-  Log("fuse")->info("FUSE protocol {}.{}: max_write {} KiB, max_readahead {} KiB", conn->proto_major,
-                    conn->proto_minor, conn->max_write >> 10, conn->max_readahead >> 10);
+  Log("fuse")->info("FUSE protocol {}.{}: max_write {} KiB, max_readahead {} KiB, capable {:#x}, want {:#x}",
+                    conn->proto_major, conn->proto_minor, conn->max_write >> 10, conn->max_readahead >> 10,
+                    conn->capable, conn->want);
 }
 
 void OpDestroy(void* userdata) {
@@ -694,16 +701,7 @@ void OpCreate(fuse_req_t req, fuse_ino_t parent, const char* name, mode_t mode, 
 }
 
 void OpRead(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  auto& im = Fs(req);
-  FileRef f = FileOf(fi);
-  std::lock_guard<std::mutex> l(f->mu);
-  if (f->out) {
-    Log("fuse")->warn("read of {} refused (EOPNOTSUPP): it is being written through the same open file; close "
-                      "it and open it again to read it",
-                      f->path);
-    return (void)fuse_reply_err(req, EOPNOTSUPP);
-  }
-  im.Read(req, f.get(), size, static_cast<uint64_t>(off));
+  Fs(req).Read(req, FileOf(fi), size, static_cast<uint64_t>(off));
 }
 
 void OpWrite(fuse_req_t req, fuse_ino_t, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
@@ -883,6 +881,8 @@ const fuse_lowlevel_ops& FuseFs::Operations() {
 }
 
 void* FuseFs::userdata() { return impl_.get(); }
+
+void FuseFs::AfterInit(std::function<void()> fn) { impl_->after_init = std::move(fn); }
 
 const InodeTable& FuseFs::inodes() const { return impl_->inodes; }
 

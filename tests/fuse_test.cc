@@ -376,3 +376,96 @@ TEST_CASE("dfs umount and SIGTERM unmount cleanly; files open for writing are co
     CHECK(*text == "kept\n");
   }
 }
+
+TEST_CASE("many readers and writers at once through the mount all see the right bytes", "[fuse]") {
+  SKIP_WITHOUT_FUSE();
+  auto mc = StartCluster();
+  Mount m(*mc);
+  auto fs = mc->NewClient();
+  // A shared file, written with the client library: 6.5 blocks.
+  const std::string shared = RandomBytes((13 << 20) / 2, 7);
+  REQUIRE_OK(WriteFile(*fs, "/shared.bin", shared));
+  const std::string script = mc->dir() + "/concurrent.py";
+  std::ofstream(script) << R"PY(
+import hashlib, os, random, sys, threading
+mnt = sys.argv[1]
+expect = hashlib.sha256(open(sys.argv[2], "rb").read()).hexdigest()
+size = os.path.getsize(sys.argv[2])
+errors = []
+
+def content(i):
+    return random.Random(i).randbytes(1_500_000 + 97_003 * i)
+
+def writer(i):
+    try:
+        data = content(i)
+        with open(os.path.join(mnt, "w", "f%d" % i), "wb") as f:
+            for off in range(0, len(data), 65536 + i * 4096):
+                f.write(data[off:off + 65536 + i * 4096])
+    except Exception as e:
+        errors.append("writer %d: %r" % (i, e))
+
+def reader(i):
+    try:
+        h = hashlib.sha256()
+        with open(os.path.join(mnt, "shared.bin"), "rb", buffering=0) as f:
+            while True:
+                b = f.read(4096 * (1 + i * 7))
+                if not b:
+                    break
+                h.update(b)
+        if h.hexdigest() != expect:
+            errors.append("reader %d: wrong bytes" % i)
+    except Exception as e:
+        errors.append("reader %d: %r" % (i, e))
+
+def seeker(i):
+    # Random pieces through one descriptor shared by threads (pread).
+    try:
+        fd = os.open(os.path.join(mnt, "shared.bin"), os.O_RDONLY)
+        want = open(sys.argv[2], "rb").read()
+        rng = random.Random(100 + i)
+        for _ in range(40):
+            off = rng.randrange(size)
+            n = rng.randrange(1, 300_000)
+            if os.pread(fd, n, off) != want[off:off + n]:
+                errors.append("seeker %d: wrong bytes at %d" % (i, off))
+                break
+        os.close(fd)
+    except Exception as e:
+        errors.append("seeker %d: %r" % (i, e))
+
+os.mkdir(os.path.join(mnt, "w"))
+threads = [threading.Thread(target=writer, args=(i,)) for i in range(6)]
+threads += [threading.Thread(target=reader, args=(i,)) for i in range(6)]
+threads += [threading.Thread(target=seeker, args=(i,)) for i in range(3)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+for e in errors:
+    print(e)
+# What the writers wrote, read back through the mount.
+for i in range(6):
+    with open(os.path.join(mnt, "w", "f%d" % i), "rb") as f:
+        if f.read() != content(i):
+            print("f%d: read back wrong" % i)
+print("done")
+)PY";
+  const std::string local = mc->dir() + "/shared.local";
+  std::ofstream(local, std::ios::binary) << shared;
+  auto r = Sh("python3 " + script + " " + m.dir() + " " + local, 300);
+  INFO(r.out << m.log());
+  REQUIRE(r.rc == 0);
+  CHECK(r.out == "done\n");
+  // And through the client library: every written file is complete and closed.
+  auto list = fs->ListAll("/w");
+  REQUIRE(list.ok());
+  CHECK(list->size() == 6);
+  for (const auto& e : *list) {
+    CHECK_FALSE(e.under_construction);
+    auto data = ReadFile(*fs, "/w/" + e.name);
+    REQUIRE(data.ok());
+    CHECK(data->size() == 1'500'000 + 97'003 * static_cast<size_t>(std::stoi(e.name.substr(1))));
+  }
+}

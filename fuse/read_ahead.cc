@@ -1,0 +1,202 @@
+#include "fuse/read_ahead.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "common/logging.h"
+
+namespace dfs::fuse {
+
+// ------------------------------------------------------------------ TaskPool
+
+TaskPool::TaskPool(int threads) {
+  // The threads take no signals: the mount waits for SIGTERM in a thread of
+  // its own, and a signal handled here would be lost.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+}
+
+TaskPool::~TaskPool() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  for (auto& t : threads_) t.join();
+}
+
+void TaskPool::Post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    queue_.push_back(std::move(task));
+  }
+  cv_.notify_one();
+}
+
+void TaskPool::Run() {
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    cv_.wait(l, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and nothing left to run
+    auto task = std::move(queue_.front());
+    queue_.pop_front();
+    l.unlock();
+    task();
+    task = nullptr;  // drop what it holds before waiting again
+    l.lock();
+  }
+}
+
+// ------------------------------------------------------------------ ReadAhead
+
+std::shared_ptr<ReadAhead> ReadAhead::Make(std::unique_ptr<client::InputStream> in, BufferPool* windows,
+                                           TaskPool* pool) {
+  return std::make_shared<ReadAhead>(std::move(in), windows, pool);
+}
+
+ReadAhead::ReadAhead(std::unique_ptr<client::InputStream> in, BufferPool* windows, TaskPool* pool)
+    : in_(std::move(in)),
+      length_(in_->Length()),
+      windows_(windows),
+      pool_(pool),
+      max_window_(windows->buffer_bytes()) {}
+
+ReadAhead::Stats ReadAhead::stats() const {
+  std::lock_guard<std::mutex> l(mu_);
+  return stats_;
+}
+
+size_t ReadAhead::Grow(size_t prev) const {
+  return std::min(max_window_, std::max(kFirstWindow, prev * 2));
+}
+
+uint64_t ReadAhead::StartFill(uint64_t off, size_t want) {
+  filling_ = true;
+  next_.off = off;
+  next_.len = 0;
+  want = static_cast<size_t>(std::min<uint64_t>({want, max_window_, length_ - off}));
+  ++stats_.fills;
+  pool_->Post([self = shared_from_this(), off, want] { self->Fill(off, want); });
+  return ++fill_seq_;
+}
+
+void ReadAhead::Fill(uint64_t off, size_t want) {
+  // filling_ gives this task in_ and next_ until it clears it.
+  if (!next_.buf) next_.buf = windows_->Get();
+  Status s;
+  if (in_->Position() != off) s = in_->Seek(off);
+  size_t got = 0;
+  while (s.ok() && got < want) {
+    auto r = in_->Read(next_.buf.data() + got, want - got);
+    if (!r.ok()) {
+      s = r.status();
+    } else if (*r == 0) {
+      break;  // the file is shorter than the NameNode said when it was opened
+    } else {
+      got += *r;
+    }
+  }
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    next_.len = got;
+    fill_status_ = s;
+    filling_ = false;
+  }
+  filled_.notify_all();
+}
+
+Status ReadAhead::ReadDirect(std::unique_lock<std::mutex>& l, uint64_t off, size_t size, const Reply& reply) {
+  ++stats_.preads;
+  l.unlock();
+  std::vector<char> tmp(size);
+  size_t got = 0;
+  while (got < size) {
+    auto r = in_->PRead(off + got, tmp.data() + got, size - got);
+    if (!r.ok()) return r.status();
+    if (*r == 0) break;
+    got += *r;
+  }
+  iovec v{tmp.data(), got};
+  reply(&v, 1);
+  return Status::OK();
+}
+
+Status ReadAhead::FillFailed() const {
+  if (!fill_status_.ok()) return fill_status_;
+  return Status::IOError("the file ended before the length the NameNode gave when it was opened; it may have "
+                         "been replaced meanwhile: open it again");
+}
+
+Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
+  if (off >= length_ || size == 0) {
+    reply(nullptr, 0);
+    return Status::OK();
+  }
+  size = static_cast<size_t>(std::min<uint64_t>(size, length_ - off));
+  std::unique_lock<std::mutex> l(mu_);
+  if (size > kFirstWindow) return ReadDirect(l, off, size, reply);  // more than two windows may hold
+  // The fill this request started, if any. Another request may start one
+  // after it before this one looks, replacing next_: then it tries again, and
+  // after a few such races (requests all over the file) reads on its own.
+  uint64_t my_fill = 0;
+  int attempts = 0;
+  constexpr int kMaxAttempts = 3;
+  for (;;) {
+    if (cur_.Covers(off, size)) {
+      // Keep the next window coming while this one is read.
+      if (!filling_ && cur_.end() < length_ && !(next_.len > 0 && next_.off == cur_.end())) {
+        StartFill(cur_.end(), Grow(cur_.len));
+      }
+      iovec v{cur_.buf.data() + (off - cur_.off), size};
+      reply(&v, 1);
+      return Status::OK();
+    }
+    if (!filling_ && next_.Covers(off, size)) {
+      std::swap(cur_, next_);
+      next_.len = 0;
+      continue;  // serves it, and starts the fill after it
+    }
+    if (cur_.len > 0 && off >= cur_.off && off < cur_.end()) {
+      // Straddles the end of cur_: the rest comes from the window after it.
+      if (filling_) {
+        filled_.wait(l, [this] { return !filling_; });
+        continue;
+      }
+      const uint64_t rest = off + size - cur_.end();
+      if (next_.len > 0 && next_.off == cur_.end() && next_.len >= rest) {
+        iovec v[2] = {{cur_.buf.data() + (off - cur_.off), static_cast<size_t>(cur_.end() - off)},
+                      {next_.buf.data(), static_cast<size_t>(rest)}};
+        reply(v, 2);
+        return Status::OK();
+      }
+      if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();
+      if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
+      my_fill = StartFill(cur_.end(), Grow(cur_.len));
+      continue;
+    }
+    if (cur_.len > 0 && off < cur_.off) return ReadDirect(l, off, size, reply);
+    if (filling_) {
+      // The fill in flight may bring it (a sequential read that caught up
+      // with it); if not, in_ is free once it is done.
+      filled_.wait(l, [this] { return !filling_; });
+      continue;
+    }
+    if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();  // filled for it, and still not covered
+    if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
+    // A first read, or a jump ahead: start the windows over at `off`.
+    my_fill = StartFill(off, std::max(kFirstWindow, size));
+    filled_.wait(l, [this] { return !filling_; });
+    if (next_.Covers(off, size)) {
+      std::swap(cur_, next_);
+      next_.len = 0;
+    }
+  }
+}
+
+}  // namespace dfs::fuse
