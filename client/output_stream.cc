@@ -210,7 +210,9 @@ class DfsOutputStream : public OutputStream {
     req.set_path(path_);
     req.set_inode_id(inode_);
     if (last_block_.id()) *req.mutable_last() = last_block_;
-    auto backoff = std::chrono::milliseconds(2);
+    // The DataNodes report the block right after they ack its last packet,
+    // so the first retries come soon (a small file's close is mostly this wait).
+    std::chrono::microseconds backoff(250);
     std::string waiting;
     for (int i = 0; i <= fs_->complete_retries(); ++i) {
       proto::CompleteResponse resp;
@@ -218,7 +220,7 @@ class DfsOutputStream : public OutputStream {
       if (resp.completed()) return Status::OK();
       waiting = resp.waiting_for();
       std::this_thread::sleep_for(backoff);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds(800));
+      backoff = std::min<std::chrono::microseconds>(backoff * 2, std::chrono::milliseconds(800));
     }
     return Status::TimedOut(fmt::format("could not close {}: {}; check `dfs admin report` for live DataNodes", path_,
                                         waiting));

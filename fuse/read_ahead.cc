@@ -187,6 +187,22 @@ Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
       filled_.wait(l, [this] { return !filling_; });
       continue;
     }
+    if (cur_.len > 0) {
+      // Just past the windows (the kernel reading further ahead than they
+      // reach): move on by one window, filling on from where they end.
+      const bool next_follows = next_.len > 0 && next_.off == cur_.end();
+      const Window& last = next_follows ? next_ : cur_;
+      if (off >= last.end() && off < last.end() + Grow(last.len) && last.end() < length_) {
+        if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();
+        if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
+        if (next_follows) {
+          std::swap(cur_, next_);
+          next_.len = 0;
+        }
+        my_fill = StartFill(cur_.end(), Grow(cur_.len));
+        continue;
+      }
+    }
     if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();  // filled for it, and still not covered
     if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
     // A first read, or a jump ahead: start the windows over at `off`.

@@ -382,7 +382,18 @@ Status BlockManager::IncrementalBlockReport(const std::string& uuid, const std::
   Node* n = FindNodeLocked(uuid);
   if (!n || !n->live) return Status::NotFound("unknown DataNode " + uuid + "; it must register first");
   uint32_t idx = node_by_uuid_[uuid];
-  for (const auto& b : received) AddReplicaLocked(idx, b);
+  for (const auto& b : received) {
+    AddReplicaLocked(idx, b);
+    // The block has landed: it stops counting as a whole block on its way
+    // (else a burst of small files would look like terabytes), and its real
+    // size counts against the node's room until its next heartbeat says.
+    if (n->scheduled > 0) {
+      --n->scheduled;
+    } else if (n->scheduled_before > 0) {
+      --n->scheduled_before;
+    }
+    n->remaining -= std::min(n->remaining, b.num_bytes());
+  }
   for (const auto& b : deleted) RemoveReplicaLocked(idx, b.id());
   if (safe_mode_ == SafeMode::kStartup) CheckSafeModeLocked();
   return Status::OK();

@@ -69,3 +69,33 @@ TEST_CASE("a DataNode is never asked for more copies at once than dfs.namenode.r
   bm.ComputeReplicationWork();
   CHECK(TransfersFor(bm, "dn0").size() == 1);
 }
+
+TEST_CASE("a block that has landed stops counting as a whole block against its DataNode's room",
+          "[block_manager]") {
+  BlockManager bm(BlockManager::Options{});
+  constexpr uint64_t kBlock = 128ull << 20;
+  proto::DatanodeId id;
+  id.set_uuid("dn0");
+  id.set_xfer_port(9866);
+  auto stats = Stats("dn0");
+  stats.set_remaining(3 * kBlock + 4096);  // room for three blocks
+  REQUIRE_OK(bm.Register(id, stats, "127.0.0.1").status());
+  bm.LeaveSafeMode();
+  // Three small files' blocks are placed there; a fourth does not fit...
+  for (uint64_t b = 1; b <= 3; ++b) {
+    REQUIRE(bm.ChooseTargets(1, "", {}, kBlock).ok());
+    bm.AddBlock(BlockId(b), InodeId(100 + b), 1, 1);
+  }
+  auto full = bm.ChooseTargets(1, "", {}, kBlock);
+  CHECK(full.status().code() == StatusCode::kNoSpace);
+  CHECK_THAT(full.status().message(), Catch::Contains("1 without room"));
+  // ...until they land with 10 bytes each, before any heartbeat.
+  for (uint64_t b = 1; b <= 3; ++b) {
+    proto::Block pb;
+    pb.set_id(b);
+    pb.set_gen_stamp(1);
+    pb.set_num_bytes(10);
+    REQUIRE_OK(bm.IncrementalBlockReport("dn0", {pb}, {}));
+  }
+  CHECK(bm.ChooseTargets(1, "", {}, kBlock).ok());
+}

@@ -200,3 +200,18 @@ TEST_CASE("read-ahead: a request bigger than a window is read on its own", "[fus
   CHECK(f.ra->stats().preads == 1);
   CHECK(f.ra->stats().fills == 0);
 }
+
+TEST_CASE("read-ahead: a request just past both windows moves them on instead of starting over", "[fuse]") {
+  Fixture f(32 * kMiB);
+  REQUIRE(f.Get(0, 4096).value() == f.Expect(0, 4096));  // cur [0, 1M), next [1M, 3M) being filled
+  // The kernel asks for 3.5 MiB before anything in between.
+  CHECK(f.Get(3 * kMiB + kMiB / 2, 65536).value() == f.Expect(3 * kMiB + kMiB / 2, 65536));
+  // What it skipped comes late: read on its own at worst.
+  CHECK(f.Get(2 * kMiB, 65536).value() == f.Expect(2 * kMiB, 65536));
+  CHECK(f.ra->stats().preads <= 1);
+  // From there on the windows serve every request.
+  for (uint64_t off = 3 * kMiB; off < 12 * kMiB; off += 65536) REQUIRE(f.Get(off, 65536).value() == f.Expect(off, 65536));
+  CHECK(f.ra->stats().preads <= 1);
+  // [0,1M) [1M,3M) [3M,7M) [7M,11M) [11M,15M) [15M,19M): none started over at 3.5 MiB.
+  CHECK(f.ra->stats().fills == 6);
+}
