@@ -126,7 +126,9 @@ echo "# fuse_bench size=$SIZE files=$FILES runs=$RUNS dir=$DIR"
 echo "# host: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), disk $(df -P "$DIR" | awk 'NR==2 {print $1}')"
 
 # round N: dfs put, dfs get, dd into the mount, dd out of it (each copy
-# checked), as `name value unit` lines in $DIR/round.N.
+# checked), as `name value unit` lines in $DIR/round.N. Every timed copy
+# starts after a `sync`, so that none pays for the write-back of the one
+# before it.
 round() {
   local out=$DIR/round.$1 t0 t1
   : >"$out"
@@ -134,6 +136,7 @@ round() {
   t0=$(now); step 1800 "${DFS[@]}" put -f "$DIR/local/src" /bench-put; t1=$(now)
   echo "dfs_put_throughput $(mbps "$(elapsed "$t0" "$t1")") MB/s" >>"$out"
   rm -f "$DIR/local/get"
+  sync
   t0=$(now); step 1800 "${DFS[@]}" get /bench-put "$DIR/local/get"; t1=$(now)
   echo "dfs_get_throughput $(mbps "$(elapsed "$t0" "$t1")") MB/s" >>"$out"
   cmp -s "$DIR/local/src" "$DIR/local/get" || die "dfs get returned different bytes"
@@ -142,6 +145,7 @@ round() {
   # dd's close completes the file: the time includes every replica's ack.
   t0=$(now); step 1800 dd if="$DIR/local/src" of="$MNT/bench-dd" bs=1M status=none; t1=$(now)
   echo "mount_write_throughput $(mbps "$(elapsed "$t0" "$t1")") MB/s" >>"$out"
+  sync
   t0=$(now); step 1800 dd if="$MNT/bench-dd" of="$DIR/local/get" bs=1M status=none; t1=$(now)
   echo "mount_read_throughput $(mbps "$(elapsed "$t0" "$t1")") MB/s" >>"$out"
   cmp -s "$DIR/local/src" "$DIR/local/get" || die "reading through the mount returned different bytes"
