@@ -341,6 +341,7 @@ struct FuseFs::Impl {
     }
     // Without f->mu: the kernel sends several reads of one file at once.
     Status s = reader->Read(off, size, [&](const iovec* v, int n) {
+      if (n == 0) return (void)fuse_reply_buf(req, nullptr, 0);  // at or past the end
       // Through fuse_reply_data, which splices the bytes into the kernel
       // when it can (FUSE_CAP_SPLICE_WRITE): a plain reply makes the kernel
       // pin our buffer one page at a time, which costs more than the copy.

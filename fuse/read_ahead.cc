@@ -12,15 +12,7 @@ namespace dfs::fuse {
 
 // ------------------------------------------------------------------ TaskPool
 
-TaskPool::TaskPool(int threads) {
-  // The threads take no signals: the mount waits for SIGTERM in a thread of
-  // its own, and a signal handled here would be lost.
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_BLOCK, &all, &old);
-  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-}
+TaskPool::TaskPool(int threads) : size_(threads) {}
 
 TaskPool::~TaskPool() {
   {
@@ -35,6 +27,17 @@ void TaskPool::Post(std::function<void()> task) {
   {
     std::lock_guard<std::mutex> l(mu_);
     queue_.push_back(std::move(task));
+    if (threads_.empty()) {
+      // Started at the first task, not before: the mount daemonizes (forks)
+      // after it is built, and threads do not cross a fork. They take no
+      // signals: the mount waits for SIGTERM in a thread of its own, and a
+      // signal handled here would be lost.
+      sigset_t all, old;
+      sigfillset(&all);
+      pthread_sigmask(SIG_BLOCK, &all, &old);
+      for (int i = 0; i < size_; ++i) threads_.emplace_back([this] { Run(); });
+      pthread_sigmask(SIG_SETMASK, &old, nullptr);
+    }
   }
   cv_.notify_one();
 }

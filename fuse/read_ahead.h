@@ -39,6 +39,7 @@
 namespace dfs::fuse {
 
 // A few threads that run fills in the background, shared by every open file.
+// The threads start with the first task.
 class TaskPool {
  public:
   explicit TaskPool(int threads);
@@ -51,6 +52,7 @@ class TaskPool {
   std::condition_variable cv_;
   std::deque<std::function<void()>> queue_;
   bool stopping_ = false;
+  const int size_;
   std::vector<std::thread> threads_;
 };
 
