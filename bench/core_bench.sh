@@ -79,32 +79,16 @@ PIDS=()
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "# pid $pid did not stop within 10 s; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
-  if [ "$KEEP" -eq 1 ] || [ $rc -ne 0 ]; then
-    echo "# cluster directory kept for inspection: $DIR (logs in $DIR/logs)" >&2
-    rm -f "$DIR/ddfile"
-    [ "$KEEP" -eq 1 ] || rm -rf "$DIR"/dn*/ "$DIR"/nn/  # keep the logs, not the data
-  else
-    rm -rf "$DIR"
-  fi
+  stop_cluster
+  rm -f "$DIR/ddfile"
+  finish_dir $rc 'dn*/' nn/
   exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # About 3 replicas + the dd file, plus slack.
 NEED_KB=$(( (SIZE_BYTES * (REPL + 1)) / 1024 + 512 * 1024 ))
-AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
-[ "$AVAIL_KB" -ge "$NEED_KB" ] || die "$DIR has $((AVAIL_KB / 1024)) MiB free; the run needs about $((NEED_KB / 1024)) MiB"
+need_free_kb "$NEED_KB"
 
 mkdir -p "$DIR/logs"
 # Keep the user's config and NameNode out of it.

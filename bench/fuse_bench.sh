@@ -81,22 +81,14 @@ cleanup() {
     fusermount3 -u "$MNT" 2>/dev/null || fusermount3 -uz "$MNT" 2>/dev/null || true
   fi
   stop_cluster
-  if [ "$KEEP" -eq 1 ] || [ $rc -ne 0 ]; then
-    echo "# directory kept for inspection: $DIR (logs in $DIR/logs)" >&2
-    [ "$KEEP" -eq 1 ] || rm -rf "$DIR"/dn*/ "$DIR"/nn/ "$DIR"/local
-  else
-    rm -rf "$DIR"
-  fi
+  finish_dir $rc 'dn*/' nn/ local
   exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # The local file, 3 replicas of two cluster copies, and two local copies back.
 NEED_KB=$(( SIZE_BYTES * 9 / 1024 + 512 * 1024 ))
-AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
-[ "$AVAIL_KB" -ge "$NEED_KB" ] || die "$DIR has $((AVAIL_KB / 1024)) MiB free; the run needs about $((NEED_KB / 1024)) MiB"
+need_free_kb "$NEED_KB"
 
 export DFS_HOME=$DIR
 unset DFS_CONF DFS_NAMENODE

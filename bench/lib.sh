@@ -48,6 +48,40 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$
 # The scripts that use these set DIR (a fresh directory), BIN (the binaries)
 # and KEEP (1: keep everything), and own the PIDS array.
 
+# need_free_kb KB: dies unless the disk of $DIR has KB free.
+need_free_kb() {
+  local avail
+  avail=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
+  [ "$avail" -ge "$1" ] ||
+    die "$DIR has $((avail / 1024)) MiB free; the run needs about $(($1 / 1024)) MiB (--dir-parent picks another disk)"
+}
+
+# on_exit FN: runs FN when the script exits, Ctrl-C and SIGTERM included.
+on_exit() {
+  trap "$1" EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# finish_dir RC BULKY...: at the end of a run, removes $DIR; with --keep, or
+# after a failure (RC != 0), keeps it for inspection, in the second case
+# without the BULKY paths (globs under $DIR: data dirs, generated inputs).
+finish_dir() {
+  local rc=$1 p
+  shift
+  if [ "$KEEP" -eq 1 ] || [ "$rc" -ne 0 ]; then
+    echo "# directory kept for inspection: $DIR (the daemons' logs are in it)" >&2
+    if [ "$KEEP" -ne 1 ]; then
+      for p in "$@"; do
+        # shellcheck disable=SC2086  # p is a glob
+        rm -rf "$DIR"/$p
+      done
+    fi
+  else
+    rm -rf "$DIR"
+  fi
+}
+
 # stop_cluster: SIGTERM to every pid in PIDS, SIGKILL after 10 s.
 stop_cluster() {
   local pid

@@ -96,16 +96,7 @@ PIDS=()        # the daemons of the cluster that is up (the killed one too, unti
 WATCH_PID=     # a background watch, while one runs
 # stop_daemons: SIGTERM every daemon started, SIGKILL after 10 s, and reap them.
 stop_daemons() {
-  local pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "# pid $pid did not stop within 10 s; killing it" >&2
-      kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || true
-  done
+  stop_cluster
   PIDS=()
 }
 cleanup() {
@@ -113,25 +104,17 @@ cleanup() {
   trap - EXIT INT TERM
   if [ -n "$WATCH_PID" ]; then kill -TERM "$WATCH_PID" 2>/dev/null || true; wait "$WATCH_PID" 2>/dev/null || true; fi
   stop_daemons
-  if [ "$KEEP" -eq 1 ] || [ $rc -ne 0 ]; then
-    echo "# directory kept for inspection: $DIR (logs in $DIR/*/logs)" >&2
-    rm -f "$DIR/ddfile" "$DIR"/data.*
-    [ "$KEEP" -eq 1 ] || rm -rf "$DIR"/*/dn*/ "$DIR"/*/nn/  # keep the logs, not the data
-  else
-    rm -rf "$DIR"
-  fi
+  rm -f "$DIR/ddfile" "$DIR"/data.*
+  finish_dir $rc '*/dn*/' '*/nn/'
   exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # The largest moment: the file's replicas, the copies replacing the dead
 # node's (whose own stay on disk), two half-size files, the two local data
 # files, plus slack.
 NEED_KB=$(( (SIZE_BYTES * (REPL + 1) + HALF_BYTES * (REPL + 1) + SIZE_BYTES + HALF_BYTES) / 1024 + 512 * 1024 ))
-AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
-[ "$AVAIL_KB" -ge "$NEED_KB" ] || die "$DIR has $((AVAIL_KB / 1024)) MiB free; the run needs about $((NEED_KB / 1024)) MiB"
+need_free_kb "$NEED_KB"
 
 # Keep the user's config and NameNode out of it.
 unset DFS_CONF DFS_NAMENODE

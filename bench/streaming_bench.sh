@@ -85,22 +85,14 @@ cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   stop_cluster
-  if [ "$KEEP" -eq 1 ] || [ $rc -ne 0 ]; then
-    echo "# directory kept for inspection: $DIR (logs in $DIR/logs)" >&2
-    [ "$KEEP" -eq 1 ] || rm -rf "$DIR"/dn*/ "$DIR"/nn/ "$DIR"/input.txt
-  else
-    rm -rf "$DIR"
-  fi
+  finish_dir $rc 'dn*/' nn/ input.txt
   exit $rc
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit cleanup
 
 # Input (1x), its 3 replicas, the pipeline's sort temporaries and both outputs.
 NEED_KB=$(( SIZE_BYTES * 6 / 1024 + 512 * 1024 ))
-AVAIL_KB=$(df -Pk "$DIR" | awk 'NR==2 {print $4}')
-[ "$AVAIL_KB" -ge "$NEED_KB" ] || die "$DIR has $((AVAIL_KB / 1024)) MiB free; the run needs about $((NEED_KB / 1024)) MiB"
+need_free_kb "$NEED_KB"
 
 mkdir -p "$DIR/job"
 export DFS_HOME=$DIR

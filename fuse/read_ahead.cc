@@ -136,6 +136,15 @@ Status ReadAhead::FillFailed() const {
                          "been replaced meanwhile: open it again");
 }
 
+void ReadAhead::WaitForFill(std::unique_lock<std::mutex>& l) {
+  filled_.wait(l, [this] { return !filling_; });
+}
+
+void ReadAhead::Advance() {
+  std::swap(cur_, next_);
+  next_.len = 0;
+}
+
 Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
   if (off >= length_ || size == 0) {
     reply(nullptr, 0);
@@ -150,6 +159,19 @@ Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
   uint64_t my_fill = 0;
   int attempts = 0;
   constexpr int kMaxAttempts = 3;
+  Status done;  // the answer, when fill_for_this_request gives up
+  auto fill_for_this_request = [&](uint64_t from, size_t want) {
+    if (my_fill != 0 && fill_seq_ == my_fill) {
+      done = FillFailed();  // filled for it, and still not covered
+      return false;
+    }
+    if (attempts++ == kMaxAttempts) {
+      done = ReadDirect(l, off, size, reply);
+      return false;
+    }
+    my_fill = StartFill(from, want);
+    return true;
+  };
   for (;;) {
     if (cur_.Covers(off, size)) {
       // Keep the next window coming while this one is read.
@@ -161,14 +183,13 @@ Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
       return Status::OK();
     }
     if (!filling_ && next_.Covers(off, size)) {
-      std::swap(cur_, next_);
-      next_.len = 0;
+      Advance();
       continue;  // serves it, and starts the fill after it
     }
     if (cur_.len > 0 && off >= cur_.off && off < cur_.end()) {
       // Straddles the end of cur_: the rest comes from the window after it.
       if (filling_) {
-        filled_.wait(l, [this] { return !filling_; });
+        WaitForFill(l);
         continue;
       }
       const uint64_t rest = off + size - cur_.end();
@@ -178,43 +199,27 @@ Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
         reply(v, 2);
         return Status::OK();
       }
-      if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();
-      if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
-      my_fill = StartFill(cur_.end(), Grow(cur_.len));
+      if (!fill_for_this_request(cur_.end(), Grow(cur_.len))) return done;
       continue;
     }
     if (cur_.len > 0 && off < cur_.off) return ReadDirect(l, off, size, reply);
     if (filling_) {
       // The fill in flight may bring it (a sequential read that caught up
       // with it); if not, in_ is free once it is done.
-      filled_.wait(l, [this] { return !filling_; });
+      WaitForFill(l);
       continue;
     }
-    if (cur_.len > 0) {
+    const bool next_follows = cur_.len > 0 && next_.len > 0 && next_.off == cur_.end();
+    const Window& last = next_follows ? next_ : cur_;
+    if (last.len > 0 && off >= last.end() && off < last.end() + Grow(last.len) && last.end() < length_) {
       // Just past the windows (the kernel reading further ahead than they
       // reach): move on by one window, filling on from where they end.
-      const bool next_follows = next_.len > 0 && next_.off == cur_.end();
-      const Window& last = next_follows ? next_ : cur_;
-      if (off >= last.end() && off < last.end() + Grow(last.len) && last.end() < length_) {
-        if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();
-        if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
-        if (next_follows) {
-          std::swap(cur_, next_);
-          next_.len = 0;
-        }
-        my_fill = StartFill(cur_.end(), Grow(cur_.len));
-        continue;
-      }
+      if (next_follows) Advance();
+      if (!fill_for_this_request(cur_.end(), Grow(cur_.len))) return done;
+      continue;
     }
-    if (my_fill != 0 && fill_seq_ == my_fill) return FillFailed();  // filled for it, and still not covered
-    if (attempts++ == kMaxAttempts) return ReadDirect(l, off, size, reply);
     // A first read, or a jump ahead: start the windows over at `off`.
-    my_fill = StartFill(off, std::max(kFirstWindow, size));
-    filled_.wait(l, [this] { return !filling_; });
-    if (next_.Covers(off, size)) {
-      std::swap(cur_, next_);
-      next_.len = 0;
-    }
+    if (!fill_for_this_request(off, std::max(kFirstWindow, size))) return done;
   }
 }
 

@@ -100,6 +100,8 @@ class ReadAhead : public std::enable_shared_from_this<ReadAhead> {
   void Fill(uint64_t off, size_t want);
   // The window to fetch after one of `prev` bytes.
   size_t Grow(size_t prev) const;
+  void WaitForFill(std::unique_lock<std::mutex>& l);  // until no fill runs
+  void Advance();  // next_ becomes cur_. mu_ held; no fill may be running.
   // Why a fill for a request did not bring its bytes. mu_ held.
   Status FillFailed() const;
   // Serves a request on its own with PRead, leaving the windows alone. Unlocks l.
