@@ -24,8 +24,13 @@ const std::vector<ConfigKey> kKeys = {
      "Bind the NameNode's RPC server to this host instead (e.g. 0.0.0.0 for all interfaces)."},
     {"dfs.namenode.name.dir", "${DFS_HOME}/namenode", ConfigType::kString, "",
      "Where the NameNode keeps its namespace (a RocksDB database)."},
+    {"dfs.namenode.wal.spare-size", "64m", ConfigType::kSize, "",
+     "Zeros the NameNode writes ahead for its next write-ahead log, so that the log's syncs\n"
+     "rewrite allocated blocks instead of appending (faster durable creates; see doc/design.md).\n"
+     "0 turns this off."},
     {"dfs.namenode.handler.count", "32", ConfigType::kInt, "",
-     "NameNode RPC handler threads. Calls waiting for a group commit hold one each."},
+     "NameNode RPC handler threads. mkdir, delete, rename and the other synchronous mutations\n"
+     "hold one each while they wait for their group commit (create, complete and append do not)."},
     {"dfs.namenode.replication.min", "2", ConfigType::kInt, "",
      "Replicas a block needs on DataNodes before a close is acknowledged (capped at the file's\n"
      "replication), so one dead disk cannot lose a closed file. Hadoop closes at 1.\n"

@@ -44,6 +44,7 @@ Result<std::unique_ptr<NameNode>> NameNode::Create(const Config& conf) {
   no.lease_soft_limit = conf.GetDuration("dfs.namenode.lease.soft-limit");
   no.lease_hard_limit = conf.GetDuration("dfs.namenode.lease.hard-limit");
   no.socket_timeout = conf.GetDuration("dfs.client.socket-timeout");
+  no.wal_spare_bytes = conf.GetSize("dfs.namenode.wal.spare-size");
   const std::string dir = conf.GetString("dfs.namenode.name.dir");
   DFS_ASSIGN_OR_RETURN(nn->ns_, Namesystem::Open(dir, no, nn->blocks_.get()));
   return nn;
@@ -106,6 +107,7 @@ void NameNode::Shutdown() {
   cv_.notify_all();
   if (jobs_) jobs_->Shutdown();
   if (rpc_) rpc_->Shutdown();
+  if (ns_) ns_->DrainReplies();  // the last replies use the server: send them before it goes
   if (monitor_.joinable()) monitor_.join();
   if (lease_recovery_.joinable()) lease_recovery_.join();
   Log("nn")->info("NameNode stopped");

@@ -1,6 +1,8 @@
 #include "namenode/namespace_store.h"
 
 #include <filesystem>
+#include <pthread.h>
+#include <unistd.h>
 #include <thread>
 
 #include <fmt/format.h>
@@ -25,7 +27,7 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
 
 }  // namespace
 
-Result<std::unique_ptr<NamespaceStore>> NamespaceStore::Open(const std::string& dir) {
+Result<std::unique_ptr<NamespaceStore>> NamespaceStore::Open(const std::string& dir, size_t wal_spare_bytes) {
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) {
@@ -40,6 +42,15 @@ Result<std::unique_ptr<NamespaceStore>> NamespaceStore::Open(const std::string& 
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   opts.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
   opts.write_buffer_size = 64 << 20;
+  // WALs written over synced zeros need no journal commit per sync
+  // (wal_file_system.h).
+  WalFileSystem wal_fs;
+  if (wal_spare_bytes > 0) {
+    wal_fs = NewPrezeroedWalFileSystem(dir, wal_spare_bytes);
+    opts.env = wal_fs.env.get();
+  } else {
+    ::unlink((dir + "/" + kSpareWalName).c_str());  // turned off: give the space back
+  }
   rocksdb::DB* db = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(opts, dir, &db);
   if (!s.ok()) {
@@ -49,11 +60,22 @@ Result<std::unique_ptr<NamespaceStore>> NamespaceStore::Open(const std::string& 
     return Status::IOError(fmt::format("cannot open the namespace database in {}: {}{}", dir, s.ToString(), hint));
   }
   auto store = std::unique_ptr<NamespaceStore>(new NamespaceStore());
+  store->wal_fs_ = std::move(wal_fs);
   store->db_.reset(db);
+  store->syncer_ = std::thread([p = store.get()] {
+    pthread_setname_np(pthread_self(), "nn-wal-sync");
+    p->SyncLoop();
+  });
   return store;
 }
 
 NamespaceStore::~NamespaceStore() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stopping_ = true;  // the syncer finishes what is wanted, then exits
+    syncer_cv_.notify_one();
+  }
+  if (syncer_.joinable()) syncer_.join();
   if (db_) {
     (void)db_->SyncWAL();
     (void)db_->Close();
@@ -181,37 +203,39 @@ Result<uint64_t> NamespaceStore::Apply(rocksdb::WriteBatch* batch) {
 
 Status NamespaceStore::WaitDurable(uint64_t ticket) {
   std::unique_lock<std::mutex> l(mu_);
-  while (durable_ < ticket) {
-    if (!sync_error_.ok()) return sync_error_;
-    if (syncing_) {
-      cv_.wait(l);
-      continue;
-    }
-    LeadLocked(l);
-  }
-  return Status::OK();
+  WantLocked(ticket);
+  cv_.wait(l, [&] { return durable_ >= ticket || !sync_error_.ok(); });
+  return durable_ >= ticket ? Status::OK() : sync_error_;
 }
 
 void NamespaceStore::OnDurable(uint64_t ticket, std::function<void(Status)> fn) {
   std::unique_lock<std::mutex> l(mu_);
   if (durable_ >= ticket || !sync_error_.ok()) {
-    Status st = sync_error_;
+    const Status st = durable_ >= ticket ? Status::OK() : sync_error_;
     l.unlock();
     fn(st);
     return;
   }
   callbacks_.push_back(Callback{ticket, std::move(fn)});
-  // The running leader picks it up after its sync; otherwise this thread leads.
-  if (!syncing_) LeadLocked(l);
+  WantLocked(ticket);
 }
 
-// Syncs until no callback waits: each round syncs every batch applied so far,
-// wakes the synchronous waiters and runs the callbacks now durable (they send
-// the replies, so waiting calls cost no thread wake-ups). Called and returns
-// with l held.
-void NamespaceStore::LeadLocked(std::unique_lock<std::mutex>& l) {
-  syncing_ = true;
+void NamespaceStore::WantLocked(uint64_t ticket) {
+  if (ticket <= wanted_) return;  // the syncer already has this one (or a later one) to do
+  wanted_ = ticket;
+  syncer_cv_.notify_one();
+}
+
+// The syncer thread. Each round syncs every batch applied so far, wakes the
+// synchronous waiters and runs the callbacks now durable (they send the
+// replies). Handlers never sync themselves: they apply their batch, hand the
+// reply over and go back to reading requests, so the next group gathers while
+// this one syncs.
+void NamespaceStore::SyncLoop() {
+  std::unique_lock<std::mutex> l(mu_);
   for (;;) {
+    syncer_cv_.wait(l, [&] { return stopping_ || (wanted_ > durable_ && sync_error_.ok()); });
+    if (wanted_ <= durable_ || !sync_error_.ok()) return;  // stopping, nothing left to sync
     if (last_group_ > 1) GatherLocked(l);
     const uint64_t target = applied_;
     l.unlock();
@@ -237,24 +261,30 @@ void NamespaceStore::LeadLocked(std::unique_lock<std::mutex>& l) {
         ++it;
       }
     }
-    const bool more = !callbacks_.empty() && sync_error_.ok();
-    if (!more) syncing_ = false;
     cv_.notify_all();
+    if (ready.empty()) continue;
     const Status result = sync_error_;
+    in_callbacks_ = true;
     l.unlock();
     for (auto& cb : ready) cb.fn(result);
     l.lock();
-    if (!more) return;
+    in_callbacks_ = false;
+    if (callbacks_.empty()) cv_.notify_all();  // for DrainCallbacks
   }
+}
+
+void NamespaceStore::DrainCallbacks() {
+  std::unique_lock<std::mutex> l(mu_);
+  cv_.wait(l, [&] { return callbacks_.empty() && !in_callbacks_; });
 }
 
 // With several clients writing, the ones released by the previous sync come
 // back with their next batch a fraction of a millisecond later; without a
 // pause they would miss this sync and clients would settle into two cohorts
-// taking turns, each sync carrying half of them. So the leader waits (yielding
+// taking turns, each sync carrying half of them. So the syncer waits (yielding
 // the CPU, because timed sleeps oversleep badly on VMs) until twice the last
 // group has arrived or a third of a sync's time has passed. A lone client
-// (last group of one) never waits.
+// (last group of one) never waits. Called and returns with l held.
 void NamespaceStore::GatherLocked(std::unique_lock<std::mutex>& l) {
   const auto until = std::chrono::steady_clock::now() + std::min(last_sync_ / 3, kMaxGather);
   const uint64_t want = durable_ + 2 * last_group_;

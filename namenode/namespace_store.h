@@ -3,12 +3,15 @@
 //
 // A mutation is applied with Apply(), which writes its WriteBatch to the WAL
 // and memtable without syncing and returns a ticket; the caller then releases
-// its namespace lock and calls WaitDurable(ticket) before acknowledging the
-// client. WaitDurable makes one caller the leader that fsyncs the WAL for every
-// batch applied so far, while the others wait for it: N concurrent clients cost
-// about one fsync, not N fsyncs serialised behind the namespace lock. When the
-// last sync carried several batches, the leader first waits a moment for the
-// clients it just released to send their next batch (GatherLocked).
+// its namespace lock and, before acknowledging the client, either waits
+// (WaitDurable) or leaves a callback that sends the reply (OnDurable). One
+// thread of the store's own, the syncer, fsyncs the WAL for every batch
+// applied so far, over and over while anything waits: N concurrent clients
+// cost about one fsync, not N fsyncs serialised behind the namespace lock, and
+// the handler threads never block on the disk, so the next group is applied
+// while this one syncs. When the last sync carried several batches, the syncer
+// first waits a moment for the clients it just released to send their next
+// batch (GatherLocked).
 //
 // Thread-safety: all methods are thread-safe. Apply() callers serialise
 // themselves (under the namespace lock) so that batches are validated against
@@ -25,9 +28,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
+#include "namenode/wal_file_system.h"
 #include "proto/fsimage.pb.h"
 
 namespace rocksdb {
@@ -39,8 +44,9 @@ namespace dfs::namenode {
 
 class NamespaceStore {
  public:
-  // Opens (creating if needed) the database under `dir`.
-  static Result<std::unique_ptr<NamespaceStore>> Open(const std::string& dir);
+  // Opens (creating if needed) the database under `dir`. WALs are written
+  // over a spare of `wal_spare_bytes` zeros (wal_file_system.h); 0: appended.
+  static Result<std::unique_ptr<NamespaceStore>> Open(const std::string& dir, size_t wal_spare_bytes = 64 << 20);
   ~NamespaceStore();
 
   // Point reads. NotFound when absent.
@@ -63,9 +69,10 @@ class NamespaceStore {
   Result<uint64_t> Apply(rocksdb::WriteBatch* batch);
   // Returns once every batch up to `ticket` is fsynced in the WAL.
   Status WaitDurable(uint64_t ticket);
-  // Calls fn once the batch is durable (or the sync failed), from the thread
-  // that ran the sync, possibly this one. fn must not call back into the store
-  // while holding locks the store's callers take.
+  // Calls fn once the batch is durable (or the sync failed): from the syncer
+  // thread, or from this one when the batch is durable already. fn must not
+  // call back into the store while holding locks the store's callers take,
+  // and should be quick (sending a reply): the next sync waits for it.
   void OnDurable(uint64_t ticket, std::function<void(Status)> fn);
 
   // The job service's history of finished jobs ('J' keys): written without a
@@ -74,25 +81,35 @@ class NamespaceStore {
   Status DeleteJobRecord(const std::string& job_id);
   Status ForEachJobRecord(const std::function<void(std::string_view job_id, const std::string& record)>& fn);
 
+  // Returns once every OnDurable callback left so far has run (they hold
+  // references into the RPC server: call it after the server stops taking
+  // calls and before it is destroyed).
+  void DrainCallbacks();
+
   // For statistics: how many WAL syncs have run (group commit shares them).
   uint64_t sync_count() const;
 
  private:
   NamespaceStore() = default;
+  void WantLocked(uint64_t ticket);  // asks the syncer to make `ticket` durable
+  void SyncLoop();                    // the syncer thread
   void GatherLocked(std::unique_lock<std::mutex>& l);
-  void LeadLocked(std::unique_lock<std::mutex>& l);
 
   struct Callback {
     uint64_t ticket;
     std::function<void(Status)> fn;
   };
 
+  WalFileSystem wal_fs_;  // outlives db_, which writes through it
   std::unique_ptr<rocksdb::DB> db_;
   mutable std::mutex mu_;
-  std::condition_variable cv_;
+  std::condition_variable cv_;         // durable_ moved, or a sync failed
+  std::condition_variable syncer_cv_;  // wanted_ moved, or stopping_
   std::atomic<uint64_t> applied_{0};  // tickets handed out
+  uint64_t wanted_ = 0;    // the highest ticket someone waits for
   uint64_t durable_ = 0;   // every ticket <= durable_ is synced
-  bool syncing_ = false;
+  bool stopping_ = false;
+  bool in_callbacks_ = false;  // the syncer runs callbacks outside mu_
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
   uint64_t syncs_ = 0;
   std::vector<Callback> callbacks_;  // OnDurable calls waiting for a sync
@@ -101,6 +118,7 @@ class NamespaceStore {
   uint64_t last_group_ = 0;
   std::chrono::microseconds last_sync_{0};
   static constexpr std::chrono::microseconds kMaxGather{500};
+  std::thread syncer_;  // last: starts once everything above exists
 };
 
 // Helpers for building batches.

@@ -41,7 +41,7 @@ Namesystem::~Namesystem() = default;
 
 Result<std::unique_ptr<Namesystem>> Namesystem::Open(const std::string& dir, const Options& options,
                                                      BlockManager* blocks) {
-  DFS_ASSIGN_OR_RETURN(auto store, NamespaceStore::Open(dir));
+  DFS_ASSIGN_OR_RETURN(auto store, NamespaceStore::Open(dir, options.wal_spare_bytes));
   std::unique_ptr<Namesystem> ns(new Namesystem(std::move(store), options, blocks));
   auto cid = ns->store_->GetMeta(kMetaClusterId);
   if (cid.ok()) {

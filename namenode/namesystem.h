@@ -53,6 +53,7 @@ class Namesystem {
     std::chrono::milliseconds lease_soft_limit{60'000};
     std::chrono::milliseconds lease_hard_limit{300'000};
     std::chrono::milliseconds socket_timeout{60'000};  // talking to DataNodes during lease recovery
+    uint64_t wal_spare_bytes = 64ull << 20;            // dfs.namenode.wal.spare-size
   };
 
   // Opens the namespace under `dir`, formatting it (root, /tmp, /user and a new
@@ -102,6 +103,9 @@ class Namesystem {
 
   // WAL syncs so far (group commit shares them between clients).
   uint64_t sync_count() const { return store_->sync_count(); }
+  // Waits until every call answered on durability has been answered (see
+  // NamespaceStore::DrainCallbacks).
+  void DrainReplies() { store_->DrainCallbacks(); }
   // The job service's history (see NamespaceStore::PutJobRecord).
   NamespaceStore* store() { return store_.get(); }
 

@@ -576,7 +576,8 @@ Status ProcessCluster::SignalDaemon(Daemon& d, int sig) {
 }
 
 Status ProcessCluster::StartNameNode() {
-  nn_.args = {"-D", "dfs.namenode.name.dir=" + nn_.dir, "-D", "dfs.namenode.rpc-address=" + namenode_address()};
+  nn_.args = {"-D", "dfs.namenode.name.dir=" + nn_.dir, "-D", "dfs.namenode.rpc-address=" + namenode_address(),
+              "-D", "dfs.namenode.wal.spare-size=2m"};
   for (const auto& [k, v] : opts_.namenode_conf) {
     nn_.args.push_back("-D");
     nn_.args.push_back(k + "=" + v);

@@ -49,7 +49,7 @@ struct Conn : std::enable_shared_from_this<Conn> {
 struct MethodEntry {
   std::string name;
   RpcServer::RawHandler handler;        // synchronous, or
-  RpcServer::AsyncRawHandler async;     // asynchronous (always on the pool)
+  RpcServer::AsyncRawHandler async;     // asynchronous
   RpcServer::Dispatch dispatch;
 };
 
@@ -295,8 +295,9 @@ void RpcServer::RegisterRaw(uint32_t method, std::string method_name, RawHandler
   impl_->methods[method] = MethodEntry{std::move(method_name), std::move(handler), nullptr, dispatch};
 }
 
-void RpcServer::RegisterAsyncRaw(uint32_t method, std::string method_name, AsyncRawHandler handler) {
-  impl_->methods[method] = MethodEntry{std::move(method_name), nullptr, std::move(handler), Dispatch::kPool};
+void RpcServer::RegisterAsyncRaw(uint32_t method, std::string method_name, AsyncRawHandler handler,
+                                 Dispatch dispatch) {
+  impl_->methods[method] = MethodEntry{std::move(method_name), nullptr, std::move(handler), dispatch};
 }
 
 Status RpcServer::Start() {

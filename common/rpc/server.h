@@ -1,7 +1,7 @@
 // RpcServer: serves Protobuf calls over TCP (Boost.Asio). Frames are read by
 // coroutines on a small I/O pool. A call registered kPool runs on a handler
 // thread pool, so it may block (on a group commit, say) without stalling other
-// calls; a call registered kInline (a short read-only one) runs on the I/O
+// calls; a call registered kInline (a short one that never blocks) runs on the I/O
 // thread that read it, saving two thread hand-offs. One connection may have
 // many calls in flight; replies go back as they finish, written directly by
 // the thread that finished the call (asynchronously only when the socket is full).
@@ -46,7 +46,8 @@ class RpcServer {
   enum class Dispatch { kPool, kInline };
   // An asynchronous handler answers by calling the Responder exactly once, from
   // any thread, possibly after it returned (a mutation answers when its group
-  // commit is durable, from the thread that ran the sync).
+  // commit is durable, from the thread that ran the sync). One that never
+  // blocks before returning may run kInline.
   using Responder = std::function<void(Status, std::string response)>;
   using AsyncRawHandler = std::function<void(const CallContext&, std::string_view request, Responder)>;
 
@@ -72,12 +73,13 @@ class RpcServer {
                 dispatch);
   }
 
-  void RegisterAsyncRaw(uint32_t method, std::string method_name, AsyncRawHandler handler);
+  void RegisterAsyncRaw(uint32_t method, std::string method_name, AsyncRawHandler handler,
+                        Dispatch dispatch = Dispatch::kPool);
 
   // Typed asynchronous registration: f(const CallContext&, const Req&, std::shared_ptr<Resp>,
   // std::function<void(Status)> done); the response is sent when done(OK) is called.
   template <typename Req, typename Resp, typename F>
-  void RegisterAsync(uint32_t method, std::string method_name, F f) {
+  void RegisterAsync(uint32_t method, std::string method_name, F f, Dispatch dispatch = Dispatch::kPool) {
     RegisterAsyncRaw(method, method_name,
                      [f = std::move(f), method_name](const CallContext& ctx, std::string_view in, Responder respond) {
                        Req req;
@@ -91,7 +93,8 @@ class RpcServer {
                          if (s.ok()) resp->SerializeToString(&out);
                          respond(s, std::move(out));
                        });
-                     });
+                     },
+                     dispatch);
   }
 
   Status Start();

@@ -1,0 +1,160 @@
+#include "namenode/wal_file_system.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <rocksdb/env.h>
+#include <rocksdb/file_system.h>
+
+#include "common/logging.h"
+
+namespace dfs::namenode {
+
+namespace {
+
+// RocksDB names its WALs <number>.log.
+bool IsWal(const std::string& fname) {
+  const size_t slash = fname.rfind('/');
+  const std::string base = slash == std::string::npos ? fname : fname.substr(slash + 1);
+  if (base.size() <= 4 || base.compare(base.size() - 4, 4, ".log") != 0) return false;
+  for (size_t i = 0; i + 4 < base.size(); ++i) {
+    if (base[i] < '0' || base[i] > '9') return false;
+  }
+  return true;
+}
+
+class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
+ public:
+  PrezeroedWalFs(const std::string& dir, size_t spare_bytes)
+      : FileSystemWrapper(rocksdb::FileSystem::Default()),
+        spare_(dir + "/" + kSpareWalName),
+        tmp_(spare_ + ".tmp"),
+        bytes_(spare_bytes) {
+    ::unlink(tmp_.c_str());  // half written when the last run stopped
+    struct stat st {};
+    ready_ = ::stat(spare_.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) == bytes_;
+    if (!ready_) ::unlink(spare_.c_str());
+    worker_ = std::thread([this] {
+      pthread_setname_np(pthread_self(), "nn-wal-spare");
+      Loop();
+    });
+  }
+
+  ~PrezeroedWalFs() override {
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    worker_.join();
+  }
+
+  const char* Name() const override { return "DfsPrezeroedWalFileSystem"; }
+
+  rocksdb::IOStatus NewWritableFile(const std::string& fname, const rocksdb::FileOptions& opts,
+                                    std::unique_ptr<rocksdb::FSWritableFile>* result,
+                                    rocksdb::IODebugContext* dbg) override {
+    if (!IsWal(fname)) return target()->NewWritableFile(fname, opts, result, dbg);
+    bool take = false;
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      take = ready_;
+      ready_ = false;  // used now, or found unusable: make another
+    }
+    cv_.notify_all();
+    if (take) {
+      rocksdb::IOStatus s = target()->ReuseWritableFile(fname, spare_, opts, result, dbg);
+      if (s.ok()) return s;
+      Log("nn")->warn("Could not use the zeroed spare WAL {}: {}; writing the WAL by appending", spare_,
+                      s.ToString());
+    }
+    return target()->NewWritableFile(fname, opts, result, dbg);
+  }
+
+ private:
+  void Loop() {
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
+      cv_.wait(l, [&] { return stop_ || !ready_; });
+      if (stop_) return;
+      l.unlock();
+      const bool made = MakeSpare();
+      l.lock();
+      if (made) {
+        ready_ = true;
+      } else if (!stop_) {
+        // A full or failing disk: try again later rather than spin; WALs are
+        // appended meanwhile, which is only slower.
+        cv_.wait_for(l, std::chrono::seconds(30), [&] { return stop_; });
+      }
+    }
+  }
+
+  // Writes bytes_ zeros to tmp_, syncs them and renames the file to spare_.
+  bool MakeSpare() {
+    int fd = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) return Failed("create");
+    std::vector<char> zeros(1 << 20, 0);
+    for (size_t done = 0; done < bytes_;) {
+      {
+        std::lock_guard<std::mutex> l(mu_);
+        if (stop_) break;
+      }
+      const size_t n = std::min(zeros.size(), bytes_ - done);
+      const ssize_t w = ::write(fd, zeros.data(), n);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        ::close(fd);
+        return Failed("write");
+      }
+      done += static_cast<size_t>(w);
+    }
+    if (::fdatasync(fd) != 0) {
+      ::close(fd);
+      return Failed("sync");
+    }
+    ::close(fd);
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      if (stop_) return false;  // may be short: the next start discards it
+    }
+    if (::rename(tmp_.c_str(), spare_.c_str()) != 0) return Failed("rename");
+    return true;
+  }
+
+  bool Failed(const char* what) {
+    Log("nn")->warn("Could not {} the zeroed spare WAL {}: {}; WALs are appended until it can be made", what, tmp_,
+                    std::strerror(errno));
+    ::unlink(tmp_.c_str());
+    return false;
+  }
+
+  const std::string spare_;
+  const std::string tmp_;
+  const size_t bytes_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool ready_ = false;  // spare_ holds bytes_ synced zeros
+  bool stop_ = false;
+  std::thread worker_;  // last: starts once the members above exist
+};
+
+}  // namespace
+
+WalFileSystem NewPrezeroedWalFileSystem(const std::string& db_dir, size_t spare_bytes) {
+  WalFileSystem w;
+  w.fs = std::make_shared<PrezeroedWalFs>(db_dir, spare_bytes);
+  w.env = rocksdb::NewCompositeEnv(w.fs);
+  return w;
+}
+
+}  // namespace dfs::namenode
