@@ -56,6 +56,13 @@ class BufferPool {
     return Buffer(this, std::unique_ptr<char[]>(new char[bytes_]));
   }
 
+  // A buffer of at least n bytes: a pooled one when n fits, else one of n
+  // bytes of its own, freed (not kept) when it goes.
+  Buffer GetAtLeast(size_t n) {
+    if (n <= bytes_) return Get();
+    return Buffer(nullptr, std::unique_ptr<char[]>(new char[n]));
+  }
+
   size_t buffer_bytes() const { return bytes_; }
 
  private:

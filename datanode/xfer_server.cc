@@ -258,16 +258,8 @@ bool XferServer::HandleRead(Socket& sock, const proto::OpRequest& req) {
   // Data goes out with pread + writev from a pooled buffer rather than
   // sendfile: on the VMs we run on, sendfile's page-sized socket fragments cost
   // a hypervisor exit each and read ~25% slower (see doc/design.md).
-  BufferPool::Buffer pooled;
-  std::unique_ptr<char[]> oversized;  // only for chunks bigger than a pooled buffer
-  char* data;
-  if (packet_bytes <= read_buffers_->buffer_bytes()) {
-    pooled = read_buffers_->Get();
-    data = pooled.data();
-  } else {
-    oversized.reset(new char[packet_bytes]);
-    data = oversized.get();
-  }
+  BufferPool::Buffer buf = read_buffers_->GetAtLeast(packet_bytes);
+  char* const data = buf.data();
   std::string scratch;
   proto::PacketHeader h;
   int64_t seqno = 0;

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <thread>
 #include <unordered_map>
@@ -345,10 +346,14 @@ struct FuseFs::Impl {
       // Through fuse_reply_data, which splices the bytes into the kernel
       // when it can (FUSE_CAP_SPLICE_WRITE): a plain reply makes the kernel
       // pin our buffer one page at a time, which costs more than the copy.
-      struct {
+      // fuse_bufvec ends in a one-entry array, buf[1]; a second fuse_buf
+      // placed right after it is read as buf[1] when count is 2.
+      struct TwoBufs {
         fuse_bufvec bv;
         fuse_buf second;
       } bufs{};
+      static_assert(offsetof(TwoBufs, second) == offsetof(TwoBufs, bv) + offsetof(fuse_bufvec, buf) + sizeof(fuse_buf),
+                    "the second fuse_buf must follow the first");
       bufs.bv.count = static_cast<size_t>(n);
       for (int i = 0; i < n; ++i) {
         fuse_buf& b = i == 0 ? bufs.bv.buf[0] : bufs.second;

@@ -117,15 +117,18 @@ void ReadAhead::Fill(uint64_t off, size_t want) {
 Status ReadAhead::ReadDirect(std::unique_lock<std::mutex>& l, uint64_t off, size_t size, const Reply& reply) {
   ++stats_.preads;
   l.unlock();
-  std::vector<char> tmp(size);
+  // A warm window buffer (requests through the mount, at most max_read,
+  // always fit one): fresh pages cost a fault each.
+  BufferPool::Buffer buf = windows_->GetAtLeast(size);
+  char* const tmp = buf.data();
   size_t got = 0;
   while (got < size) {
-    auto r = in_->PRead(off + got, tmp.data() + got, size - got);
+    auto r = in_->PRead(off + got, tmp + got, size - got);
     if (!r.ok()) return r.status();
     if (*r == 0) break;
     got += *r;
   }
-  iovec v{tmp.data(), got};
+  iovec v{tmp, got};
   reply(&v, 1);
   return Status::OK();
 }

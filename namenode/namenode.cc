@@ -107,7 +107,6 @@ void NameNode::Shutdown() {
   cv_.notify_all();
   if (jobs_) jobs_->Shutdown();
   if (rpc_) rpc_->Shutdown();
-  if (ns_) ns_->DrainReplies();  // the last replies use the server: send them before it goes
   if (monitor_.joinable()) monitor_.join();
   if (lease_recovery_.joinable()) lease_recovery_.join();
   Log("nn")->info("NameNode stopped");

@@ -264,18 +264,10 @@ void NamespaceStore::SyncLoop() {
     cv_.notify_all();
     if (ready.empty()) continue;
     const Status result = sync_error_;
-    in_callbacks_ = true;
     l.unlock();
     for (auto& cb : ready) cb.fn(result);
     l.lock();
-    in_callbacks_ = false;
-    if (callbacks_.empty()) cv_.notify_all();  // for DrainCallbacks
   }
-}
-
-void NamespaceStore::DrainCallbacks() {
-  std::unique_lock<std::mutex> l(mu_);
-  cv_.wait(l, [&] { return callbacks_.empty() && !in_callbacks_; });
 }
 
 // With several clients writing, the ones released by the previous sync come

@@ -81,11 +81,6 @@ class NamespaceStore {
   Status DeleteJobRecord(const std::string& job_id);
   Status ForEachJobRecord(const std::function<void(std::string_view job_id, const std::string& record)>& fn);
 
-  // Returns once every OnDurable callback left so far has run (they hold
-  // references into the RPC server: call it after the server stops taking
-  // calls and before it is destroyed).
-  void DrainCallbacks();
-
   // For statistics: how many WAL syncs have run (group commit shares them).
   uint64_t sync_count() const;
 
@@ -109,7 +104,6 @@ class NamespaceStore {
   uint64_t wanted_ = 0;    // the highest ticket someone waits for
   uint64_t durable_ = 0;   // every ticket <= durable_ is synced
   bool stopping_ = false;
-  bool in_callbacks_ = false;  // the syncer runs callbacks outside mu_
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
   uint64_t syncs_ = 0;
   std::vector<Callback> callbacks_;  // OnDurable calls waiting for a sync

@@ -103,9 +103,6 @@ class Namesystem {
 
   // WAL syncs so far (group commit shares them between clients).
   uint64_t sync_count() const { return store_->sync_count(); }
-  // Waits until every call answered on durability has been answered (see
-  // NamespaceStore::DrainCallbacks).
-  void DrainReplies() { store_->DrainCallbacks(); }
   // The job service's history (see NamespaceStore::PutJobRecord).
   NamespaceStore* store() { return store_.get(); }
 

@@ -74,8 +74,9 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
     if (take) {
       rocksdb::IOStatus s = target()->ReuseWritableFile(fname, spare_, opts, result, dbg);
       if (s.ok()) return s;
-      Log("nn")->warn("Could not use the zeroed spare WAL {}: {}; writing the WAL by appending", spare_,
-                      s.ToString());
+      Log("nn")->warn("Could not use the zeroed spare WAL {}: {}; this WAL is appended to instead (slower syncs, "
+                      "nothing lost)",
+                      spare_, s.ToString());
     }
     return target()->NewWritableFile(fname, opts, result, dbg);
   }
@@ -132,8 +133,10 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
   }
 
   bool Failed(const char* what) {
-    Log("nn")->warn("Could not {} the zeroed spare WAL {}: {}; WALs are appended until it can be made", what, tmp_,
-                    std::strerror(errno));
+    Log("nn")->warn("Could not {} the zeroed spare WAL {}: {}. The NameNode works on, appending to its WALs (slower "
+                    "syncs) and retrying every 30 s; check the disk under dfs.namenode.name.dir, or set "
+                    "dfs.namenode.wal.spare-size=0 to stop",
+                    what, tmp_, std::strerror(errno));
     ::unlink(tmp_.c_str());
     return false;
   }

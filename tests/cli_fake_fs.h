@@ -25,6 +25,7 @@
 #include "client/cli/shell.h"
 #include "client/filesystem.h"
 #include "common/path.h"
+#include "tests/pread_input.h"
 
 namespace dfs::cli::testing {
 
@@ -330,25 +331,15 @@ class FakeFs : public client::FileSystem {
     std::string path_;
   };
 
-  class In : public client::InputStream {
+  class In : public test::PReadInputStream {
    public:
     In(FakeFs* fs, std::string path) : fs_(fs), path_(std::move(path)), data_(fs->nodes_[path_].data) {}
-    Result<size_t> Read(void* buf, size_t n) override {
-      auto r = PRead(pos_, buf, n);
-      if (r.ok()) pos_ += *r;
-      return r;
-    }
     Result<size_t> PRead(uint64_t off, void* buf, size_t n) override {
       if (off >= data_.size()) return size_t{0};
       n = std::min<size_t>(n, data_.size() - off);
       std::memcpy(buf, data_.data() + off, n);
       return n;
     }
-    Status Seek(uint64_t pos) override {
-      pos_ = pos;
-      return Status::OK();
-    }
-    uint64_t Position() const override { return pos_; }
     uint64_t Length() const override { return data_.size(); }
     Status Refresh() override {
       if (!fs_->Exists(path_)) return Status::NotFound(path_);
@@ -360,7 +351,6 @@ class FakeFs : public client::FileSystem {
     FakeFs* fs_;
     std::string path_;
     std::string data_;
-    uint64_t pos_ = 0;
   };
 
   client::FileInfo MakeInfo(const std::string& path, bool dir) {

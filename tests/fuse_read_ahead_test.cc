@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 
 #include "fuse/read_ahead.h"
+#include "tests/pread_input.h"
 
 using namespace dfs;
 using namespace dfs::fuse;
@@ -21,16 +22,10 @@ using namespace dfs::fuse;
 namespace {
 
 // A file of `n` bytes (byte i is a function of i); its reads can be made to fail.
-class FakeInput : public client::InputStream {
+class FakeInput : public test::PReadInputStream {
  public:
   explicit FakeInput(size_t n) : data_(n) {
     for (size_t i = 0; i < n; ++i) data_[i] = static_cast<char>((i * 131 + i / 4096) & 0xff);
-  }
-  Result<size_t> Read(void* buf, size_t n) override {
-    auto r = PRead(pos_, buf, n);
-    if (r.ok()) pos_ += *r;
-    ++reads;
-    return r;
   }
   Result<size_t> PRead(uint64_t offset, void* buf, size_t n) override {
     if (fail_from.load() <= offset) return Status::IOError("injected read error");
@@ -40,21 +35,14 @@ class FakeInput : public client::InputStream {
     std::memcpy(buf, data_.data() + offset, n);
     return n;
   }
-  Status Seek(uint64_t pos) override {
-    pos_ = pos;
-    return Status::OK();
-  }
-  uint64_t Position() const override { return pos_; }
   uint64_t Length() const override { return data_.size(); }
   Status Refresh() override { return Status::OK(); }
 
   const std::vector<char>& data() const { return data_; }
   std::atomic<uint64_t> fail_from{UINT64_MAX};
-  std::atomic<int> reads{0};
 
  private:
   std::vector<char> data_;
-  uint64_t pos_ = 0;
 };
 
 struct Fixture {

@@ -3,6 +3,7 @@
 #include <utility>  // before asio: std::exchange for asio::awaitable under g++ 12
 
 #include <atomic>
+#include <condition_variable>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -69,6 +70,26 @@ struct RpcServer::Impl {
   std::set<std::shared_ptr<Conn>> conns;
   std::atomic<bool> stopping{false};
   uint16_t port = 0;
+  // Asynchronous calls whose Responder still exists: Shutdown waits for them,
+  // since a Responder writes through this server.
+  std::mutex async_mu;
+  std::condition_variable async_cv;
+  size_t async_open = 0;
+
+  // Shared by the copies of one call's Responder; the last copy to go closes the call.
+  struct AsyncCall {
+    explicit AsyncCall(Impl* s) : im(s) {
+      std::lock_guard<std::mutex> l(im->async_mu);
+      ++im->async_open;
+    }
+    ~AsyncCall() {
+      std::lock_guard<std::mutex> l(im->async_mu);
+      --im->async_open;
+      im->async_cv.notify_all();  // under the lock: Shutdown cannot return and free im before this is done
+    }
+    Impl* const im;
+    std::atomic<bool> answered{false};
+  };
 
   // Writes a frame from the calling thread when nothing is queued (the common
   // case: no hand-off to another thread); otherwise queues it behind the
@@ -216,9 +237,9 @@ struct RpcServer::Impl {
           ctx.deadline = std::chrono::steady_clock::now() +
                          std::chrono::milliseconds(hdr.timeout_ms() ? hdr.timeout_ms() : 60'000);
           if (entry->async) {
-            auto answered = std::make_shared<std::atomic<bool>>(false);
-            RpcServer::Responder respond = [this, c, id = hdr.call_id(), answered](Status st, std::string out) {
-              if (answered->exchange(true)) return;
+            RpcServer::Responder respond = [this, c, id = hdr.call_id(),
+                                            call = std::make_shared<AsyncCall>(this)](Status st, std::string out) {
+              if (call->answered.exchange(true)) return;
               Reply(c, id, st, out);
               c->in_flight--;
             };
@@ -341,6 +362,12 @@ void RpcServer::Shutdown() {
     for (auto& c : conns) im.PostClose(c);
   });
   if (im.pool) im.pool->join();
+  {
+    // Calls answered later (a mutation waiting for its sync) hold Responders
+    // that write through this server: wait until each is answered or dropped.
+    std::unique_lock<std::mutex> l(im.async_mu);
+    im.async_cv.wait(l, [&im] { return im.async_open == 0; });
+  }
   im.work.reset();
   im.io.stop();
   for (auto& t : im.io_threads) t.join();

@@ -8,7 +8,9 @@
 //
 // Register every method before Start(). Handlers are called concurrently from
 // handler threads and must be thread-safe. Shutdown() stops accepting, closes
-// connections and waits for running handlers; after it returns no handler runs.
+// connections and waits for running handlers and for every asynchronous call
+// to be answered (or its Responder dropped); after it returns no handler or
+// Responder runs.
 #pragma once
 
 #include <chrono>
