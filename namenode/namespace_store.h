@@ -9,9 +9,9 @@
 // applied so far, over and over while anything waits: N concurrent clients
 // cost about one fsync, not N fsyncs serialised behind the namespace lock, and
 // the handler threads never block on the disk, so the next group is applied
-// while this one syncs. When the last sync carried several batches, the syncer
-// first waits a moment for the clients it just released to send their next
-// batch (GatherLocked).
+// while this one syncs. A second thread, the replier, runs the callbacks of
+// each durable group (sending the replies) while the syncer already syncs
+// the next one, so the disk is not idle while replies go out.
 //
 // Thread-safety: all methods are thread-safe. Apply() callers serialise
 // themselves (under the namespace lock) so that batches are validated against
@@ -69,10 +69,10 @@ class NamespaceStore {
   Result<uint64_t> Apply(rocksdb::WriteBatch* batch);
   // Returns once every batch up to `ticket` is fsynced in the WAL.
   Status WaitDurable(uint64_t ticket);
-  // Calls fn once the batch is durable (or the sync failed): from the syncer
+  // Calls fn once the batch is durable (or the sync failed): from the replier
   // thread, or from this one when the batch is durable already. fn must not
   // call back into the store while holding locks the store's callers take,
-  // and should be quick (sending a reply): the next sync waits for it.
+  // and should be quick (sending a reply): later replies wait for it.
   void OnDurable(uint64_t ticket, std::function<void(Status)> fn);
 
   // The job service's history of finished jobs ('J' keys): written without a
@@ -88,7 +88,7 @@ class NamespaceStore {
   NamespaceStore() = default;
   void WantLocked(uint64_t ticket);  // asks the syncer to make `ticket` durable
   void SyncLoop();                    // the syncer thread
-  void GatherLocked(std::unique_lock<std::mutex>& l);
+  void ReplyLoop();                   // the replier thread
 
   struct Callback {
     uint64_t ticket;
@@ -107,11 +107,14 @@ class NamespaceStore {
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
   uint64_t syncs_ = 0;
   std::vector<Callback> callbacks_;  // OnDurable calls waiting for a sync
-  // Group-commit gathering (see GatherLocked): the size and duration of the
-  // last sync.
-  uint64_t last_group_ = 0;
-  std::chrono::microseconds last_sync_{0};
-  static constexpr std::chrono::microseconds kMaxGather{500};
+  struct Ready {
+    std::function<void(Status)> fn;
+    Status status;
+  };
+  std::vector<Ready> ready_;  // callbacks of durable batches, for the replier
+  std::condition_variable replier_cv_;  // ready_ filled, or replier_stopping_
+  bool replier_stopping_ = false;
+  std::thread replier_;
   std::thread syncer_;  // last: starts once everything above exists
 };
 

@@ -1,7 +1,9 @@
 // NamespaceStore's group commit: the syncer thread makes applied batches
-// durable, wakes waiters and runs the callbacks that send the replies.
+// durable and wakes waiters; the replier thread runs the callbacks that send
+// the replies.
 #include <atomic>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -121,6 +123,30 @@ TEST_CASE("namespace store: callbacks run after the sync, and the destructor run
   auto reopened = NamespaceStore::Open(dir.path() + "/db");
   REQUIRE(reopened.ok());
   CHECK((*reopened)->GetMeta("e19").ok());
+}
+
+TEST_CASE("namespace store: a slow callback does not hold up the next sync", "[namespace_store]") {
+  TempDir dir;
+  auto opened = NamespaceStore::Open(dir.path() + "/db");
+  REQUIRE(opened.ok());
+  NamespaceStore* store = opened->get();
+  std::atomic<bool> in_callback{false};
+  std::atomic<bool> release{false};
+  std::atomic<bool> released_in_time{false};
+  store->OnDurable(ApplyMeta(store, "slow", "1"), [&](Status s) {
+    CHECK(s.ok());
+    in_callback = true;  // a reply stuck on a slow socket, say
+    released_in_time = dfs::test::WaitFor([&] { return release.load(); }, std::chrono::seconds(10));
+  });
+  REQUIRE(dfs::test::WaitFor([&] { return in_callback.load(); }));
+  // Another batch becomes durable while that callback still runs.
+  const uint64_t next = ApplyMeta(store, "next", "2");
+  auto durable = std::async(std::launch::async, [&] { return store->WaitDurable(next); });
+  const bool in_time = durable.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  release = true;
+  CHECK(in_time);
+  CHECK(durable.get().ok());
+  CHECK(dfs::test::WaitFor([&] { return released_in_time.load(); }));
 }
 
 TEST_CASE("namespace store: a WAL written over the zeroed spare recovers every synced batch after a crash",
