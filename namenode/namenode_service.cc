@@ -28,7 +28,7 @@ void RegisterNameNodeService(rpc::RpcServer* s, Namesystem* ns, BlockManager* bm
   s->Register<MkdirsRequest, MkdirsResponse>(
       MKDIRS, "mkdirs", [ns](const Ctx& c, const auto& rq, auto* rs) { return ns->Mkdirs(CallerOf(c), rq, rs); });
   // create, append and complete only apply their batch and leave the reply to
-  // the WAL syncer thread, which sends it once the batch is durable: they never
+  // the WAL replier thread, which sends it once the batch is durable: they never
   // wait, so they run inline too (a hand-off to the pool would cost more CPU
   // than the call itself).
   s->RegisterAsync<CreateRequest, CreateResponse>(

@@ -48,7 +48,7 @@ class RpcServer {
   enum class Dispatch { kPool, kInline };
   // An asynchronous handler answers by calling the Responder exactly once, from
   // any thread, possibly after it returned (a mutation answers when its group
-  // commit is durable, from the thread that ran the sync). One that never
+  // commit is durable, from the NameNode's WAL replier thread). One that never
   // blocks before returning may run kInline.
   using Responder = std::function<void(Status, std::string response)>;
   using AsyncRawHandler = std::function<void(const CallContext&, std::string_view request, Responder)>;
