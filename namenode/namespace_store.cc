@@ -237,7 +237,7 @@ void NamespaceStore::WantLocked(uint64_t ticket) {
 }
 
 // The syncer thread. Each round syncs every batch applied so far, wakes the
-// synchronous waiters and hands the callbacks now durable to the replier, then
+// synchronous waiters and the replier (which runs the callbacks now durable), then
 // starts the next round at once if anything was applied meanwhile. Handlers
 // never sync themselves: they apply their batch, leave the reply and go back
 // to reading requests, so the next group gathers while this one syncs.
@@ -262,17 +262,8 @@ void NamespaceStore::SyncLoop() {
     } else {
       durable_ = std::max(durable_, target);
     }
-    const size_t before = ready_.size();
-    for (auto it = callbacks_.begin(); it != callbacks_.end();) {
-      if (it->ticket <= durable_ || !sync_error_.ok()) {
-        ready_.push_back(Ready{std::move(it->fn), sync_error_});
-        it = callbacks_.erase(it);
-      } else {
-        ++it;
-      }
-    }
     cv_.notify_all();
-    if (ready_.size() > before) replier_cv_.notify_one();
+    if (!callbacks_.empty()) replier_cv_.notify_one();
   }
 }
 
@@ -281,13 +272,28 @@ void NamespaceStore::SyncLoop() {
 // microseconds) while the syncer already syncs the next group.
 void NamespaceStore::ReplyLoop() {
   std::unique_lock<std::mutex> l(mu_);
-  std::vector<Ready> batch;
+  std::vector<Callback> batch;
   for (;;) {
-    replier_cv_.wait(l, [&] { return replier_stopping_ || !ready_.empty(); });
-    if (ready_.empty()) return;  // stopping, and every callback has run
-    batch.swap(ready_);
+    // Moves the callbacks whose batch is durable (all of them once a sync
+    // failed) into `batch`, keeping the others in order.
+    auto take_ready = [&] {
+      size_t kept = 0;
+      for (size_t i = 0; i < callbacks_.size(); ++i) {
+        if (callbacks_[i].ticket <= durable_ || !sync_error_.ok()) {
+          batch.push_back(std::move(callbacks_[i]));
+        } else if (kept++ != i) {
+          callbacks_[kept - 1] = std::move(callbacks_[i]);
+        }
+      }
+      callbacks_.resize(kept);
+      return !batch.empty();
+    };
+    replier_cv_.wait(l, [&] { return take_ready() || replier_stopping_; });
+    if (batch.empty()) return;  // stopping, and every callback has run
+    const uint64_t durable = durable_;
+    const Status failed = sync_error_;
     l.unlock();
-    for (auto& r : batch) r.fn(r.status);
+    for (auto& cb : batch) cb.fn(cb.ticket <= durable ? Status::OK() : failed);
     batch.clear();
     l.lock();
   }

@@ -46,7 +46,7 @@ class NamespaceStore {
  public:
   // Opens (creating if needed) the database under `dir`. WALs are written
   // over a spare of `wal_spare_bytes` zeros (wal_file_system.h); 0: appended.
-  static Result<std::unique_ptr<NamespaceStore>> Open(const std::string& dir, size_t wal_spare_bytes = 64 << 20);
+  static Result<std::unique_ptr<NamespaceStore>> Open(const std::string& dir, size_t wal_spare_bytes);
   ~NamespaceStore();
 
   // Point reads. NotFound when absent.
@@ -106,13 +106,8 @@ class NamespaceStore {
   bool stopping_ = false;
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
   uint64_t syncs_ = 0;
-  std::vector<Callback> callbacks_;  // OnDurable calls waiting for a sync
-  struct Ready {
-    std::function<void(Status)> fn;
-    Status status;
-  };
-  std::vector<Ready> ready_;  // callbacks of durable batches, for the replier
-  std::condition_variable replier_cv_;  // ready_ filled, or replier_stopping_
+  std::vector<Callback> callbacks_;  // OnDurable calls not yet run, in the order they came
+  std::condition_variable replier_cv_;  // durable_ moved with callbacks waiting, or replier_stopping_
   bool replier_stopping_ = false;
   std::thread replier_;
   std::thread syncer_;  // last: starts once everything above exists

@@ -53,7 +53,7 @@ class Namesystem {
     std::chrono::milliseconds lease_soft_limit{60'000};
     std::chrono::milliseconds lease_hard_limit{300'000};
     std::chrono::milliseconds socket_timeout{60'000};  // talking to DataNodes during lease recovery
-    uint64_t wal_spare_bytes = 64ull << 20;            // dfs.namenode.wal.spare-size
+    uint64_t wal_spare_bytes = kDefaultWalSpareBytes;  // dfs.namenode.wal.spare-size
   };
 
   // Opens the namespace under `dir`, formatting it (root, /tmp, /user and a new

@@ -22,6 +22,7 @@
 // recovery replays every synced record and stops at the zeros.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,9 @@ struct WalFileSystem {
   std::unique_ptr<rocksdb::Env> env;
 };
 WalFileSystem NewPrezeroedWalFileSystem(const std::string& db_dir, size_t spare_bytes);
+
+// dfs.namenode.wal.spare-size's default: about one memtable's log.
+inline constexpr size_t kDefaultWalSpareBytes = 64 << 20;
 
 // The spare's name in the database directory (RocksDB ignores files it does
 // not name itself).

@@ -20,6 +20,8 @@ using dfs::test::TempDir;
 
 namespace {
 
+constexpr size_t kSmallSpare = 1 << 20;  // a spare WAL as the NameNode keeps one, but quick to write
+
 uint64_t ApplyMeta(NamespaceStore* store, const std::string& key, const std::string& value) {
   rocksdb::WriteBatch b;
   dfs::namenode::PutMeta(&b, key, value);
@@ -38,7 +40,7 @@ TEST_CASE("namespace store: waiters and callbacks from many threads all see thei
   std::atomic<int> called{0};
   std::atomic<int> failed{0};
   {
-    auto opened = NamespaceStore::Open(dir.path() + "/db");
+    auto opened = NamespaceStore::Open(dir.path() + "/db", kSmallSpare);
     REQUIRE(opened.ok());
     NamespaceStore* store = opened->get();
     std::mutex apply_mu;  // Apply's callers serialise themselves, as the namesystem does
@@ -74,7 +76,7 @@ TEST_CASE("namespace store: waiters and callbacks from many threads all see thei
     CHECK(store->sync_count() < static_cast<uint64_t>(kThreads * kEach));
   }
   // Everything acknowledged is there after a reopen.
-  auto reopened = NamespaceStore::Open(dir.path() + "/db");
+  auto reopened = NamespaceStore::Open(dir.path() + "/db", kSmallSpare);
   REQUIRE(reopened.ok());
   for (int t = 0; t < kThreads; ++t) {
     for (int i = 0; i < kEach; ++i) {
@@ -86,7 +88,7 @@ TEST_CASE("namespace store: waiters and callbacks from many threads all see thei
 TEST_CASE("namespace store: a callback on a batch already durable runs at once, on the caller's thread",
           "[namespace_store]") {
   TempDir dir;
-  auto opened = NamespaceStore::Open(dir.path() + "/db");
+  auto opened = NamespaceStore::Open(dir.path() + "/db", kSmallSpare);
   REQUIRE(opened.ok());
   NamespaceStore* store = opened->get();
   const uint64_t ticket = ApplyMeta(store, "a", "1");
@@ -104,7 +106,7 @@ TEST_CASE("namespace store: callbacks run after the sync, and the destructor run
   TempDir dir;
   std::atomic<int> called{0};
   {
-    auto opened = NamespaceStore::Open(dir.path() + "/db");
+    auto opened = NamespaceStore::Open(dir.path() + "/db", kSmallSpare);
     REQUIRE(opened.ok());
     NamespaceStore* store = opened->get();
     for (int i = 0; i < 50; ++i) {
@@ -120,14 +122,14 @@ TEST_CASE("namespace store: callbacks run after the sync, and the destructor run
     }
   }
   CHECK(called == 70);
-  auto reopened = NamespaceStore::Open(dir.path() + "/db");
+  auto reopened = NamespaceStore::Open(dir.path() + "/db", kSmallSpare);
   REQUIRE(reopened.ok());
   CHECK((*reopened)->GetMeta("e19").ok());
 }
 
 TEST_CASE("namespace store: a slow callback does not hold up the next sync", "[namespace_store]") {
   TempDir dir;
-  auto opened = NamespaceStore::Open(dir.path() + "/db");
+  auto opened = NamespaceStore::Open(dir.path() + "/db", kSmallSpare);
   REQUIRE(opened.ok());
   NamespaceStore* store = opened->get();
   std::atomic<bool> in_callback{false};
@@ -154,17 +156,16 @@ TEST_CASE("namespace store: a WAL written over the zeroed spare recovers every s
   namespace fs = std::filesystem;
   TempDir dir;
   const std::string db = dir.path() + "/db";
-  constexpr size_t kSpare = 1 << 20;
   const std::string spare = db + "/" + dfs::namenode::kSpareWalName;
   {
-    auto opened = NamespaceStore::Open(db, kSpare);  // the first WAL is appended; a spare is made
+    auto opened = NamespaceStore::Open(db, kSmallSpare);  // the first WAL is appended; a spare is made
     REQUIRE(opened.ok());
     REQUIRE(dfs::test::WaitFor([&] {
       std::error_code ec;
-      return fs::file_size(spare, ec) == kSpare && !ec;
+      return fs::file_size(spare, ec) == kSmallSpare && !ec;
     }));
   }
-  auto opened = NamespaceStore::Open(db, kSpare);  // this start's WAL is the spare
+  auto opened = NamespaceStore::Open(db, kSmallSpare);  // this start's WAL is the spare
   REQUIRE(opened.ok());
   NamespaceStore* store = opened->get();
   for (int i = 0; i < 200; ++i) REQUIRE(store->WaitDurable(ApplyMeta(store, "c" + std::to_string(i), "v")).ok());
@@ -174,7 +175,7 @@ TEST_CASE("namespace store: a WAL written over the zeroed spare recovers every s
   fs::copy(db, crash, fs::copy_options::recursive);
   bool wal_over_zeros = false;
   for (const auto& f : fs::directory_iterator(crash)) {
-    if (f.path().extension() == ".log" && f.file_size() == kSpare) wal_over_zeros = true;
+    if (f.path().extension() == ".log" && f.file_size() == kSmallSpare) wal_over_zeros = true;
   }
   CHECK(wal_over_zeros);  // written in place: still the spare's size, zeros after the records
 
@@ -198,7 +199,7 @@ TEST_CASE("namespace store: when no spare can be made, WALs are appended and eve
   const std::string spare = db + "/" + dfs::namenode::kSpareWalName;
   fs::create_directories(spare + ".tmp/in-the-way");  // the spare's temporary name cannot be a file
   {
-    auto opened = NamespaceStore::Open(db, 1 << 20);
+    auto opened = NamespaceStore::Open(db, kSmallSpare);
     REQUIRE(opened.ok());
     for (int i = 0; i < 20; ++i) {
       REQUIRE((*opened)->WaitDurable(ApplyMeta(opened->get(), "f" + std::to_string(i), "v")).ok());
