@@ -412,6 +412,14 @@ int RunMeta(const Common& c, int files, int clients, const std::string& dir, int
     return ps;
   };
 
+  // The NameNode's own journal statistics around the creates: how long its
+  // WAL syncs took meanwhile, and how many mutations each one carried.
+  auto journal = [&] {
+    auto st = fss[0]->GetStats();
+    Check(st.status(), "reading the NameNode's statistics");
+    return *st;
+  };
+  const auto journal_before = journal();
   auto creates = phase("create", [&](FileSystem& fs, int i) -> Status {
     dfs::client::CreateOptions o;
     o.create_parent = false;
@@ -419,6 +427,7 @@ int RunMeta(const Common& c, int files, int clients, const std::string& dir, int
     if (!out.ok()) return out.status();
     return (*out)->Close();
   });
+  const auto journal_after = journal();
   auto stats = phase("stat", [&](FileSystem& fs, int i) -> Status {
     auto r = fs.GetFileInfo(name(i));
     if (!r.ok()) return r.status();
@@ -480,6 +489,14 @@ int RunMeta(const Common& c, int files, int clients, const std::string& dir, int
   }
 
   EmitPhase("create_ops", "ops/s", creates);
+  const uint64_t syncs = journal_after.journal_syncs() - journal_before.journal_syncs();
+  if (syncs > 0) {
+    const double n = static_cast<double>(syncs);
+    Emit("create_journal_sync_latency",
+         (journal_after.journal_sync_micros() - journal_before.journal_sync_micros()) / n / 1000, "ms");
+    Emit("create_transactions_per_sync",
+         (journal_after.journal_transactions() - journal_before.journal_transactions()) / n, "ratio");
+  }
   EmitPhase("stat_ops", "ops/s", stats);
   Emit("list_entries", entries / lists.seconds, "entries/s");
   EmitPhase("list_ops", "lists/s", lists);

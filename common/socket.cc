@@ -192,6 +192,18 @@ Status Socket::ReadFull(void* buf, size_t n, Millis timeout) {
   return Status::OK();
 }
 
+Result<size_t> Socket::ReadSome(void* buf, size_t n, Millis timeout) {
+  SetTimeout(SO_RCVTIMEO, timeout, &rcv_timeout_ms_);
+  for (;;) {
+    ssize_t r = ::recv(fd_, buf, n, 0);
+    if (r > 0) return static_cast<size_t>(r);
+    if (r == 0) return Status::IOError(fmt::format("connection closed by {}", PeerAddress()));
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("reading from", timeout);
+    return Status::IOError(fmt::format("reading from {}: {}", PeerAddress(), std::strerror(errno)));
+  }
+}
+
 Status Socket::WriteFull(const void* buf, size_t n, Millis timeout) {
   iovec iov{const_cast<void*>(buf), n};
   return WriteV(&iov, 1, timeout);

@@ -37,6 +37,8 @@ class Socket {
   // Each call fails with TimedOut when no byte moves for `timeout`, and with
   // IOError naming the peer on a reset or an early end of stream.
   Status ReadFull(void* buf, size_t n, Millis timeout);
+  // Reads what has arrived, 1 to n bytes, waiting up to `timeout` for the first.
+  Result<size_t> ReadSome(void* buf, size_t n, Millis timeout);
   Status WriteFull(const void* buf, size_t n, Millis timeout);
   Status WriteV(struct iovec* iov, int iovcnt, Millis timeout);  // modifies iov
   // Sends n bytes of `file_fd` from `offset` with sendfile(2).

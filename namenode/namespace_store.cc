@@ -253,14 +253,18 @@ void NamespaceStore::SyncLoop() {
     if (wanted_ <= durable_ || !sync_error_.ok()) return;  // stopping, nothing left to sync
     const uint64_t target = applied_;
     l.unlock();
+    const auto t0 = std::chrono::steady_clock::now();
     rocksdb::Status s = db_->SyncWAL();
+    const auto took = std::chrono::steady_clock::now() - t0;
     l.lock();
-    ++syncs_;
+    ++stats_.syncs;
+    stats_.sync_micros += std::chrono::duration_cast<std::chrono::microseconds>(took).count();
     if (!s.ok()) {
       sync_error_ = Status::IOError("namespace database: syncing the write-ahead log failed: " + s.ToString() +
                                     "; restart the NameNode after checking its disk");
     } else {
       durable_ = std::max(durable_, target);
+      stats_.transactions = durable_;
     }
     cv_.notify_all();
     if (!callbacks_.empty()) replier_cv_.notify_one();
@@ -299,9 +303,9 @@ void NamespaceStore::ReplyLoop() {
   }
 }
 
-uint64_t NamespaceStore::sync_count() const {
+NamespaceStore::SyncStats NamespaceStore::sync_stats() const {
   std::lock_guard<std::mutex> l(mu_);
-  return syncs_;
+  return stats_;
 }
 
 void PutDentry(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, const proto::InodeRecord& rec) {

@@ -81,8 +81,15 @@ class NamespaceStore {
   Status DeleteJobRecord(const std::string& job_id);
   Status ForEachJobRecord(const std::function<void(std::string_view job_id, const std::string& record)>& fn);
 
-  // For statistics: how many WAL syncs have run (group commit shares them).
-  uint64_t sync_count() const;
+  // For statistics (dfs admin report, benchmarks), since the store opened:
+  // how many WAL syncs ran, the time they took, and the mutations they made
+  // durable (group commit shares one sync among all it finds waiting).
+  struct SyncStats {
+    uint64_t syncs = 0;
+    uint64_t sync_micros = 0;
+    uint64_t transactions = 0;
+  };
+  SyncStats sync_stats() const;
 
  private:
   NamespaceStore() = default;
@@ -105,7 +112,7 @@ class NamespaceStore {
   uint64_t durable_ = 0;   // every ticket <= durable_ is synced
   bool stopping_ = false;
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
-  uint64_t syncs_ = 0;
+  SyncStats stats_;
   std::vector<Callback> callbacks_;  // OnDurable calls not yet run, in the order they came
   std::condition_variable replier_cv_;  // durable_ moved with callbacks waiting, or replier_stopping_
   bool replier_stopping_ = false;

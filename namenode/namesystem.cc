@@ -260,6 +260,10 @@ void Namesystem::FillStats(proto::GetStatsResponse* resp) const {
   blocks_->FillStats(resp);
   resp->set_safe_mode(blocks_->InSafeMode());
   resp->set_safe_mode_status(blocks_->SafeModeStatus());
+  const NamespaceStore::SyncStats js = store_->sync_stats();
+  resp->set_journal_syncs(js.syncs);
+  resp->set_journal_sync_micros(js.sync_micros);
+  resp->set_journal_transactions(js.transactions);
 }
 
 uint64_t Namesystem::NewInodeId(rocksdb::WriteBatch* batch) {

@@ -101,8 +101,6 @@ class Namesystem {
   Status GetContentSummary(const proto::GetContentSummaryRequest& req, proto::GetContentSummaryResponse* resp);
   void FillStats(proto::GetStatsResponse* resp) const;
 
-  // WAL syncs so far (group commit shares them between clients).
-  uint64_t sync_count() const { return store_->sync_count(); }
   // The job service's history (see NamespaceStore::PutJobRecord).
   NamespaceStore* store() { return store_.get(); }
 

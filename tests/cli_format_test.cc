@@ -185,6 +185,14 @@ TEST_CASE("admin report lists live and dead datanodes", "[cli]") {
   CHECK(h.Run({"admin", "report"}).out.find("\nSafe mode is ON. 3 of 4 blocks reported.\n") != std::string::npos);
   h.fs->stats.set_safe_mode_status("");
   CHECK(h.Run({"admin", "report"}).out.find("\nSafe mode is ON\n") != std::string::npos);
+  // The namespace journal's line shows once the NameNode has synced.
+  CHECK(r.out.find("Namespace journal") == std::string::npos);
+  h.fs->stats.set_journal_syncs(400);
+  h.fs->stats.set_journal_sync_micros(164000);
+  h.fs->stats.set_journal_transactions(1000);
+  CHECK(h.Run({"admin", "report"}).out.find(
+            "Files and directories: 0 files, 0 directories\n"
+            "Namespace journal: 400 syncs, 0.41 ms mean, 2.5 transactions per sync\n") != std::string::npos);
 }
 
 }  // namespace

@@ -1,16 +1,22 @@
-// RpcServer's asynchronous calls: answered later, from another thread, and
-// never left holding a server that Shutdown has let go.
+// RpcServer and RpcChannel: asynchronous calls, answered later, from another
+// thread, and never left holding a server that Shutdown has let go; and
+// frames of every size, alone, together and trickled.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include <catch2/catch.hpp>
 
 #include "common/rpc/channel.h"
+#include "common/rpc/frame.h"
 #include "common/rpc/server.h"
+#include "common/socket.h"
+#include "proto/rpc.pb.h"
 #include "tests/mini_cluster.h"
 
 using dfs::Status;
@@ -97,4 +103,110 @@ TEST_CASE("rpc server: Shutdown waits for calls still to be answered, and for dr
   ch.Close();
   caller1.join();
   caller2.join();
+}
+
+namespace {
+
+constexpr uint32_t kEcho = 8;
+
+// A server whose one method answers with the request's own bytes.
+struct EchoServer {
+  EchoServer() : server(RpcServer::Options{}) {
+    server.RegisterRaw(kEcho, "echo", [](const dfs::rpc::CallContext&, std::string_view in, std::string* out) {
+      out->assign(in);
+      return Status::OK();
+    });
+    REQUIRE(server.Start().ok());
+  }
+  RpcServer server;
+};
+
+// Bytes that differ from call to call and from offset to offset.
+std::string Pattern(size_t n, uint32_t seed) {
+  std::string s(n, '\0');
+  for (size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7919) >> 3);
+  return s;
+}
+
+}  // namespace
+
+// Both ends read frames through a buffer (kReadBufferBytes): frames smaller
+// than it, the same size, larger, and many at once from concurrent callers.
+TEST_CASE("rpc: frames of every size around the read buffer, one at a time and from concurrent callers", "[rpc]") {
+  EchoServer s;
+  RpcChannel ch("127.0.0.1", s.server.port(), {"test-client", "tester"}, "test server");
+  const size_t b = dfs::rpc::kReadBufferBytes;
+  uint32_t seed = 0;
+  for (size_t n : {size_t{0}, size_t{1}, b - 64, b - 8, b - 1, b, b + 1, 2 * b + 3, size_t{3} << 20}) {
+    const std::string req = Pattern(n, ++seed);
+    std::string got;
+    REQUIRE(ch.CallRaw(kEcho, req, &got, std::chrono::seconds(20)).ok());
+    INFO("request of " << n << " bytes");
+    CHECK(got == req);
+  }
+  constexpr int kThreads = 6, kEach = 150;
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kEach; ++i) {
+        // Mostly small, now and then larger than the buffer.
+        const size_t n = i % 17 == 0 ? b + static_cast<size_t>(i * 31) : static_cast<size_t>((i * 97 + t) % 3000);
+        const std::string req = Pattern(n, static_cast<uint32_t>(t * 1000 + i));
+        std::string got;
+        if (!ch.CallRaw(kEcho, req, &got, std::chrono::seconds(20)).ok() || got != req) wrong++;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  CHECK(wrong == 0);
+}
+
+TEST_CASE("rpc server: requests sent together in one write, and one sent a byte at a time, are all answered", "[rpc]") {
+  EchoServer s;
+  auto sock = dfs::Socket::Connect("127.0.0.1", s.server.port(), std::chrono::seconds(5));
+  REQUIRE(sock.ok());
+  auto frame = [](uint64_t id, const std::string& body) {
+    dfs::proto::RequestHeader h;
+    h.set_call_id(id);
+    h.set_method(kEcho);
+    return dfs::rpc::EncodeFrame(h, body);
+  };
+  auto read_reply = [&](dfs::proto::ResponseHeader* h, std::string* body) {
+    char len[4];
+    REQUIRE(sock->ReadFull(len, 4, std::chrono::seconds(10)).ok());
+    std::string buf(dfs::GetBE32(len), '\0');
+    REQUIRE(sock->ReadFull(buf.data(), buf.size(), std::chrono::seconds(10)).ok());
+    std::string_view b;
+    REQUIRE(dfs::rpc::DecodeFrame(buf, h, &b).ok());
+    body->assign(b);
+  };
+  // Twenty requests in one write, the last larger than the server's buffer.
+  std::string all;
+  for (uint64_t id = 1; id <= 20; ++id) {
+    all += frame(id, Pattern(id == 20 ? dfs::rpc::kReadBufferBytes * 2 : id * 10, static_cast<uint32_t>(id)));
+  }
+  REQUIRE(sock->WriteFull(all.data(), all.size(), std::chrono::seconds(10)).ok());
+  std::set<uint64_t> answered;
+  for (int i = 0; i < 20; ++i) {
+    dfs::proto::ResponseHeader h;
+    std::string body;
+    read_reply(&h, &body);
+    CHECK(h.code() == dfs::proto::OK);
+    CHECK(body == Pattern(h.call_id() == 20 ? dfs::rpc::kReadBufferBytes * 2 : h.call_id() * 10,
+                          static_cast<uint32_t>(h.call_id())));
+    answered.insert(h.call_id());
+  }
+  CHECK(answered.size() == 20);
+  // One request trickled in byte by byte.
+  const std::string one = frame(99, "trickled");
+  for (char c : one) {
+    REQUIRE(sock->WriteFull(&c, 1, std::chrono::seconds(10)).ok());
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  dfs::proto::ResponseHeader h;
+  std::string body;
+  read_reply(&h, &body);
+  CHECK(h.call_id() == 99);
+  CHECK(body == "trickled");
 }

@@ -249,6 +249,14 @@ std::string FormatReport(const proto::GetStatsResponse& stats, std::vector<proto
     out += fmt::format("Decommissioning: {} datanode(s) in progress, {} decommissioned\n",
                        stats.decommissioning_datanodes(), stats.decommissioned_datanodes());
   }
+  if (stats.journal_syncs() > 0) {
+    // How fast the NameNode's disk makes mutations durable: every create,
+    // mkdir, rename or delete waits for one of these syncs.
+    const double n = static_cast<double>(stats.journal_syncs());
+    out += fmt::format("Namespace journal: {} syncs, {:.2f} ms mean, {:.1f} transactions per sync\n",
+                       stats.journal_syncs(), stats.journal_sync_micros() / n / 1000.0,
+                       stats.journal_transactions() / n);
+  }
   out += "\n-------------------------------------------------\n";
 
   std::sort(nodes.begin(), nodes.end(), [](const proto::DatanodeInfo& a, const proto::DatanodeInfo& b) {

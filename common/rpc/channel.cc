@@ -1,8 +1,10 @@
 #include "common/rpc/channel.h"
 
 #include <condition_variable>
+#include <cstring>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include <google/protobuf/message_lite.h>
 #include <fmt/format.h>
@@ -24,6 +26,25 @@ struct Pending {
 // Once a frame has started arriving, the rest follows promptly.
 constexpr std::chrono::milliseconds kFrameBodyTimeout{60'000};
 
+// A connection and the bytes read from it past the last whole frame. Only the
+// caller holding the reader role touches `in`, `begin` and `end`.
+struct Connection {
+  explicit Connection(Socket s) : sock(std::move(s)) {}
+  Socket sock;
+  std::vector<char> in = std::vector<char>(kReadBufferBytes);
+  size_t begin = 0;  // in[begin, end) is read and not yet consumed
+  size_t end = 0;
+};
+
+// How long to wait for a reply to start, as a receive timeout: whole seconds
+// while more than one is left, so that successive calls with the same timeout
+// ask for the same value and the socket's timeout is not set again per call.
+std::chrono::milliseconds StartWait(std::chrono::steady_clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+  if (left >= std::chrono::seconds(2)) return std::chrono::duration_cast<std::chrono::seconds>(left);
+  return std::max(left, std::chrono::milliseconds(1));
+}
+
 }  // namespace
 
 // Leader/follower reading: there is no reader thread. A caller waiting for its
@@ -38,8 +59,8 @@ struct RpcChannel::Impl {
 
   std::mutex mu;  // guards everything below
   std::condition_variable cv;
-  std::shared_ptr<Socket> sock;  // null when not connected
-  bool reading = false;          // a caller is reading frames
+  std::shared_ptr<Connection> conn;  // null when not connected
+  bool reading = false;              // a caller is reading frames
   uint64_t next_call_id = 1;
   std::map<uint64_t, std::shared_ptr<Pending>> pending;
   bool closed = false;  // Close() was called: every call fails at once
@@ -47,7 +68,7 @@ struct RpcChannel::Impl {
 
   ~Impl() {
     std::lock_guard<std::mutex> l(mu);
-    if (sock) sock->ShutdownBoth();
+    if (conn) conn->sock.ShutdownBoth();
   }
 
   // Called with mu held.
@@ -55,21 +76,21 @@ struct RpcChannel::Impl {
     // An idle connection with input waiting was closed by the server (it
     // restarted, say): drop it rather than send a call into it.
     if (closed) return Status::Unavailable("the connection to " + label + " was closed");
-    if (sock && pending.empty() && !reading && sock->HasPendingInput()) sock.reset();
-    if (sock) return Status::OK();
+    if (conn && pending.empty() && !reading && conn->sock.HasPendingInput()) conn.reset();
+    if (conn) return Status::OK();
     auto r = Socket::Connect(host, port, std::min(timeout, std::chrono::milliseconds(20'000)), label);
     if (!r.ok()) {
       return Status(r.status().code() == StatusCode::kTimedOut ? StatusCode::kTimedOut : StatusCode::kUnavailable,
                     r.status().message());
     }
-    sock = std::make_shared<Socket>(std::move(r).value());
+    conn = std::make_shared<Connection>(std::move(r).value());
     return Status::OK();
   }
 
-  // Called with mu held: every call on `s` fails with `why`.
-  void FailAllLocked(const std::shared_ptr<Socket>& s, const Status& why) {
-    s->ShutdownBoth();
-    if (sock == s) sock.reset();
+  // Called with mu held: every call on `c` fails with `why`.
+  void FailAllLocked(const std::shared_ptr<Connection>& c, const Status& why) {
+    c->sock.ShutdownBoth();
+    if (conn == c) conn.reset();
     for (auto& [id, p] : pending) {
       p->done = true;
       p->status = why;
@@ -78,18 +99,53 @@ struct RpcChannel::Impl {
     cv.notify_all();
   }
 
-  // Reads one frame. TimedOut (with nothing consumed) when none starts before `deadline`.
-  Status ReadFrame(Socket& s, std::chrono::steady_clock::time_point deadline, proto::ResponseHeader* h,
+  // Reads until at least `need` bytes (<= in.size()) are buffered.
+  static Status Fill(Connection& c, size_t need) {
+    if (c.begin + need > c.in.size()) {  // make room at the end
+      std::memmove(c.in.data(), c.in.data() + c.begin, c.end - c.begin);
+      c.end -= c.begin;
+      c.begin = 0;
+    }
+    while (c.end - c.begin < need) {
+      auto n = c.sock.ReadSome(c.in.data() + c.end, c.in.size() - c.end, kFrameBodyTimeout);
+      if (!n.ok()) return Status::IOError(n.status().message());
+      c.end += *n;
+    }
+    return Status::OK();
+  }
+
+  // Reads one frame; `body` points into `c`'s buffer or into `buf`, valid until
+  // the next ReadFrame. TimedOut (with nothing consumed) when none starts
+  // before `deadline`.
+  Status ReadFrame(Connection& c, std::chrono::steady_clock::time_point deadline, proto::ResponseHeader* h,
                    std::string* buf, std::string_view* body) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    DFS_RETURN_IF_ERROR(s.WaitReadable(std::max(left, std::chrono::milliseconds(0))));
-    char lenbuf[4];
-    Status st = s.ReadFull(lenbuf, 4, kFrameBodyTimeout);
-    if (!st.ok()) return Status::IOError(st.message());
-    uint32_t len = GetBE32(lenbuf);
+    if (c.begin == c.end) {
+      c.begin = c.end = 0;
+      for (;;) {  // wait for a frame to start
+        auto n = c.sock.ReadSome(c.in.data(), c.in.size(), StartWait(deadline));
+        if (n.ok()) {
+          c.end = *n;
+          break;
+        }
+        if (n.status().code() != StatusCode::kTimedOut) return Status::IOError(n.status().message());
+        if (std::chrono::steady_clock::now() >= deadline) return n.status();
+      }
+    }
+    DFS_RETURN_IF_ERROR(Fill(c, 4));
+    const uint32_t len = GetBE32(c.in.data() + c.begin);
     if (len < 4 || len > kMaxFrameBytes) return Status::ProtocolError(fmt::format("{} sent a frame of {} bytes", label, len));
+    if (4 + size_t{len} <= c.in.size()) {
+      DFS_RETURN_IF_ERROR(Fill(c, 4 + size_t{len}));
+      std::string_view frame(c.in.data() + c.begin + 4, len);
+      c.begin += 4 + size_t{len};
+      return DecodeFrame(frame, h, body);
+    }
+    // Larger than the buffer: what has arrived, then the rest straight into `buf`.
     buf->resize(len);
-    st = s.ReadFull(buf->data(), len, kFrameBodyTimeout);
+    const size_t have = c.end - c.begin - 4;
+    std::memcpy(buf->data(), c.in.data() + c.begin + 4, have);
+    c.begin = c.end = 0;
+    Status st = c.sock.ReadFull(buf->data() + have, len - have, kFrameBodyTimeout);
     if (!st.ok()) return Status::IOError(st.message());
     return DecodeFrame(*buf, h, body);
   }
@@ -108,7 +164,7 @@ RpcChannel::~RpcChannel() = default;
 void RpcChannel::Close() {
   std::lock_guard<std::mutex> l(impl_->mu);
   impl_->closed = true;
-  if (impl_->sock) impl_->FailAllLocked(impl_->sock, Status::Unavailable("the connection to " + impl_->label + " was closed"));
+  if (impl_->conn) impl_->FailAllLocked(impl_->conn, Status::Unavailable("the connection to " + impl_->label + " was closed"));
 }
 
 const std::string& RpcChannel::label() const { return impl_->label; }
@@ -125,7 +181,7 @@ Status RpcChannel::CallRaw(uint32_t method, std::string_view request, std::strin
   for (int attempt = 0;; ++attempt) {
     std::unique_lock<std::mutex> l(im.mu);
     DFS_RETURN_IF_ERROR(im.EnsureConnected(timeout));
-    auto s = im.sock;
+    auto s = im.conn;
     const uint64_t id = im.next_call_id++;
     auto p = std::make_shared<Pending>();
     im.pending[id] = p;
@@ -141,7 +197,7 @@ Status RpcChannel::CallRaw(uint32_t method, std::string_view request, std::strin
     Status ws;
     {
       std::lock_guard<std::mutex> wl(im.write_mu);
-      ws = s->WriteFull(frame.data(), frame.size(), timeout);
+      ws = s->sock.WriteFull(frame.data(), frame.size(), timeout);
     }
     l.lock();
     if (!ws.ok()) {

@@ -22,6 +22,10 @@ class MessageLite;
 namespace dfs::rpc {
 
 inline constexpr uint32_t kMaxFrameBytes = 64u << 20;
+// Both ends read frames through a buffer of this size, so that a small frame
+// is usually one read (not one for its length and another for the rest);
+// larger frames are read on straight into their own string.
+inline constexpr size_t kReadBufferBytes = 16 << 10;
 
 // The whole frame, length prefix included.
 std::string EncodeFrame(const google::protobuf::MessageLite& header, std::string_view body);
