@@ -9,9 +9,11 @@
 #include <vector>
 
 #include <catch2/catch.hpp>
+#include <rocksdb/file_system.h>
 #include <rocksdb/write_batch.h>
 
 #include "namenode/namespace_store.h"
+#include "namenode/wal_file_system.h"
 #include "tests/mini_cluster.h"
 
 using dfs::Status;
@@ -213,4 +215,28 @@ TEST_CASE("namespace store: when no spare can be made, WALs are appended and eve
   auto reopened = NamespaceStore::Open(db, 0);
   REQUIRE(reopened.ok());
   CHECK((*reopened)->GetMeta("f19").ok());
+}
+
+TEST_CASE("namespace store: a spare WAL that vanished before its use leaves the new WAL appended, and another spare is made",
+          "[namespace_store]") {
+  namespace fs = std::filesystem;
+  TempDir dir;
+  const std::string db = dir.path() + "/db";
+  fs::create_directories(db);
+  const std::string spare = db + "/" + dfs::namenode::kSpareWalName;
+  auto wal_fs = dfs::namenode::NewPrezeroedWalFileSystem(db, kSmallSpare);
+  auto spare_ready = [&] {
+    std::error_code ec;
+    return fs::file_size(spare, ec) == kSmallSpare && !ec;
+  };
+  REQUIRE(dfs::test::WaitFor(spare_ready));
+  fs::remove(spare);  // taken from under it: the rename onto the new WAL fails
+  std::unique_ptr<rocksdb::FSWritableFile> wal;
+  const std::string name = db + "/000042.log";
+  REQUIRE(wal_fs.fs->NewWritableFile(name, rocksdb::FileOptions(), &wal, nullptr).ok());
+  REQUIRE(wal->Append("record", rocksdb::IOOptions(), nullptr).ok());
+  REQUIRE(wal->Sync(rocksdb::IOOptions(), nullptr).ok());
+  REQUIRE(wal->Close(rocksdb::IOOptions(), nullptr).ok());
+  CHECK(fs::file_size(name) == 6);  // appended, not written over zeros
+  CHECK(dfs::test::WaitFor(spare_ready));  // and the next WAL has a spare again
 }
