@@ -86,6 +86,13 @@ Status Socket::Stalled(const char* op, Millis timeout) const {
   return Status::TimedOut(fmt::format("{} {}: no progress for {} ms", op, PeerAddress(), timeout.count()));
 }
 
+Status Socket::ReadFailed(ssize_t r, Millis timeout) const {
+  if (r == 0) return Status::IOError(fmt::format("connection closed by {}", PeerAddress()));
+  const int err = errno;  // before PeerAddress's getpeername
+  if (err == EAGAIN || err == EWOULDBLOCK) return Stalled("reading from", timeout);
+  return Status::IOError(fmt::format("reading from {}: {}", PeerAddress(), std::strerror(err)));
+}
+
 void Socket::Close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -184,10 +191,8 @@ Status Socket::ReadFull(void* buf, size_t n, Millis timeout) {
       n -= static_cast<size_t>(r);
       continue;
     }
-    if (r == 0) return Status::IOError(fmt::format("connection closed by {}", PeerAddress()));
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("reading from", timeout);
-    return Status::IOError(fmt::format("reading from {}: {}", PeerAddress(), std::strerror(errno)));
+    if (r < 0 && errno == EINTR) continue;
+    return ReadFailed(r, timeout);
   }
   return Status::OK();
 }
@@ -197,10 +202,8 @@ Result<size_t> Socket::ReadSome(void* buf, size_t n, Millis timeout) {
   for (;;) {
     ssize_t r = ::recv(fd_, buf, n, 0);
     if (r > 0) return static_cast<size_t>(r);
-    if (r == 0) return Status::IOError(fmt::format("connection closed by {}", PeerAddress()));
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("reading from", timeout);
-    return Status::IOError(fmt::format("reading from {}: {}", PeerAddress(), std::strerror(errno)));
+    if (r < 0 && errno == EINTR) continue;
+    return ReadFailed(r, timeout);
   }
 }
 
@@ -222,9 +225,10 @@ Status Socket::WriteV(struct iovec* iov, int iovcnt, Millis timeout) {
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
     ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("writing to", timeout);
-      return Status::IOError(fmt::format("writing to {}: {}", PeerAddress(), std::strerror(errno)));
+      const int err = errno;  // before PeerAddress's getpeername
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) return Stalled("writing to", timeout);
+      return Status::IOError(fmt::format("writing to {}: {}", PeerAddress(), std::strerror(err)));
     }
     size_t left = static_cast<size_t>(w);
     while (iovcnt > 0 && left >= iov->iov_len) {
@@ -250,9 +254,10 @@ Status Socket::SendFile(int file_fd, uint64_t offset, size_t n, Millis timeout) 
       continue;
     }
     if (w == 0) return Status::IOError("sendfile: the replica file is shorter than expected");
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return Stalled("writing to", timeout);
-    return Status::IOError(fmt::format("sendfile to {}: {}", PeerAddress(), std::strerror(errno)));
+    const int err = errno;  // before PeerAddress's getpeername
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return Stalled("writing to", timeout);
+    return Status::IOError(fmt::format("sendfile to {}: {}", PeerAddress(), std::strerror(err)));
   }
   return Status::OK();
 }

@@ -63,6 +63,8 @@ class Socket {
   Status Wait(short events, Millis timeout, const char* op);
   void SetTimeout(int option, Millis timeout, int64_t* cached);
   Status Stalled(const char* op, Millis timeout) const;
+  // The error of a recv that returned r <= 0 (not EINTR), errno untouched since.
+  Status ReadFailed(ssize_t r, Millis timeout) const;
   int fd_ = -1;
   int64_t rcv_timeout_ms_ = -1;  // the SO_RCVTIMEO / SO_SNDTIMEO now set, to skip needless setsockopt
   int64_t snd_timeout_ms_ = -1;

@@ -264,7 +264,6 @@ void NamespaceStore::SyncLoop() {
                                     "; restart the NameNode after checking its disk");
     } else {
       durable_ = std::max(durable_, target);
-      stats_.transactions = durable_;
     }
     cv_.notify_all();
     if (!callbacks_.empty()) replier_cv_.notify_one();
@@ -305,7 +304,9 @@ void NamespaceStore::ReplyLoop() {
 
 NamespaceStore::SyncStats NamespaceStore::sync_stats() const {
   std::lock_guard<std::mutex> l(mu_);
-  return stats_;
+  SyncStats out = stats_;
+  out.transactions = durable_;  // tickets count from 1 at open, one per batch
+  return out;
 }
 
 void PutDentry(rocksdb::WriteBatch* b, uint64_t parent, std::string_view name, const proto::InodeRecord& rec) {

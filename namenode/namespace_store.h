@@ -112,7 +112,7 @@ class NamespaceStore {
   uint64_t durable_ = 0;   // every ticket <= durable_ is synced
   bool stopping_ = false;
   Status sync_error_;      // sticky: a failed fsync leaves the WAL in doubt
-  SyncStats stats_;
+  SyncStats stats_;        // syncs and their time; transactions is durable_
   std::vector<Callback> callbacks_;  // OnDurable calls not yet run, in the order they came
   std::condition_variable replier_cv_;  // durable_ moved with callbacks waiting, or replier_stopping_
   bool replier_stopping_ = false;

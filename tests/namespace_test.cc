@@ -13,6 +13,7 @@
 #include "datanode/block_store.h"
 #include "datanode/datanode.h"
 #include "tests/mini_cluster.h"
+#include "tests/raw_rpc.h"
 #include "tests/test_util.h"
 
 using namespace dfs;
@@ -174,15 +175,6 @@ TEST_CASE("malformed RPC frames get an error and a closed connection, and others
     REQUIRE(s.ok());
     return std::move(s).value();
   };
-  auto read_reply = [](Socket& s, proto::ResponseHeader* h) {
-    char len[4];
-    Status st = s.ReadFull(len, 4, std::chrono::seconds(5));
-    if (!st.ok()) return st;
-    std::string buf(GetBE32(len), '\0');
-    DFS_RETURN_IF_ERROR(s.ReadFull(buf.data(), buf.size(), std::chrono::seconds(5)));
-    std::string_view body;
-    return rpc::DecodeFrame(buf, h, &body);
-  };
   auto closed = [](Socket& s) {
     char c;
     return !s.ReadFull(&c, 1, std::chrono::seconds(5)).ok();
@@ -193,7 +185,7 @@ TEST_CASE("malformed RPC frames get an error and a closed connection, and others
     PutBE32(len, 0x7fffffff);
     REQUIRE_OK(s.WriteFull(len, 4, std::chrono::seconds(5)));
     proto::ResponseHeader h;
-    REQUIRE_OK(read_reply(s, &h));
+    REQUIRE_OK(ReadResponseFrame(s, &h));
     CHECK(h.code() == proto::PROTOCOL_ERROR);
     CHECK(closed(s));
   }
@@ -205,7 +197,7 @@ TEST_CASE("malformed RPC frames get an error and a closed connection, and others
     std::memcpy(frame + 8, "junk", 4);
     REQUIRE_OK(s.WriteFull(frame, sizeof frame, std::chrono::seconds(5)));
     proto::ResponseHeader h;
-    REQUIRE_OK(read_reply(s, &h));
+    REQUIRE_OK(ReadResponseFrame(s, &h));
     CHECK(h.code() == proto::PROTOCOL_ERROR);
     CHECK(closed(s));
   }
@@ -217,14 +209,14 @@ TEST_CASE("malformed RPC frames get an error and a closed connection, and others
     std::string f = rpc::EncodeFrame(rh, "");
     REQUIRE_OK(s.WriteFull(f.data(), f.size(), std::chrono::seconds(5)));
     proto::ResponseHeader h;
-    REQUIRE_OK(read_reply(s, &h));
+    REQUIRE_OK(ReadResponseFrame(s, &h));
     CHECK(h.call_id() == 7);
     CHECK(h.code() == proto::NOT_SUPPORTED);
     rh.set_call_id(8);
     rh.set_method(proto::MKDIRS);
     f = rpc::EncodeFrame(rh, "\xff\xff\xff\xff garbage");
     REQUIRE_OK(s.WriteFull(f.data(), f.size(), std::chrono::seconds(5)));
-    REQUIRE_OK(read_reply(s, &h));
+    REQUIRE_OK(ReadResponseFrame(s, &h));
     CHECK(h.call_id() == 8);
     CHECK(h.code() == proto::PROTOCOL_ERROR);
   }

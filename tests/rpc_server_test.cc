@@ -15,9 +15,8 @@
 #include "common/rpc/channel.h"
 #include "common/rpc/frame.h"
 #include "common/rpc/server.h"
-#include "common/socket.h"
-#include "proto/rpc.pb.h"
 #include "tests/mini_cluster.h"
+#include "tests/raw_rpc.h"
 
 using dfs::Status;
 using dfs::rpc::RpcChannel;
@@ -105,6 +104,35 @@ TEST_CASE("rpc server: Shutdown waits for calls still to be answered, and for dr
   caller2.join();
 }
 
+TEST_CASE("rpc: a call not answered in time times out, and its late reply does not become the next call's", "[rpc]") {
+  LaterServer s;
+  RpcChannel ch("127.0.0.1", s.server.port(), {"test-client", "tester"}, "test server");
+  std::string got;
+  // Under 2 s the receive timeout is the time left; above it, whole seconds
+  // and then the rest.
+  for (auto timeout : {std::chrono::milliseconds(300), std::chrono::milliseconds(2300)}) {
+    const auto t0 = std::chrono::steady_clock::now();
+    Status st = ch.CallRaw(kLater, "slow", &got, timeout);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    INFO(st.ToString());
+    CHECK(st.code() == dfs::StatusCode::kTimedOut);
+    CHECK(st.message().find("did not answer within " + std::to_string(timeout.count()) + " ms") != std::string::npos);
+    CHECK(took >= timeout);
+  }
+  REQUIRE(s.held_count() == 2);
+  // The late replies arrive while the next call waits, and are read (and
+  // dropped) before its own.
+  Status next;
+  std::thread caller([&] { next = ch.CallRaw(kLater, "next", &got, std::chrono::seconds(20)); });
+  REQUIRE(dfs::test::WaitFor([&] { return s.held_count() == 3; }));
+  s.held[0](Status::OK(), "late one");
+  s.held[1](Status::OK(), "late two");
+  s.held[2](Status::OK(), "the next call's");
+  caller.join();
+  CHECK(next.ok());
+  CHECK(got == "the next call's");
+}
+
 namespace {
 
 constexpr uint32_t kEcho = 8;
@@ -173,13 +201,7 @@ TEST_CASE("rpc server: requests sent together in one write, and one sent a byte 
     return dfs::rpc::EncodeFrame(h, body);
   };
   auto read_reply = [&](dfs::proto::ResponseHeader* h, std::string* body) {
-    char len[4];
-    REQUIRE(sock->ReadFull(len, 4, std::chrono::seconds(10)).ok());
-    std::string buf(dfs::GetBE32(len), '\0');
-    REQUIRE(sock->ReadFull(buf.data(), buf.size(), std::chrono::seconds(10)).ok());
-    std::string_view b;
-    REQUIRE(dfs::rpc::DecodeFrame(buf, h, &b).ok());
-    body->assign(b);
+    REQUIRE(dfs::test::ReadResponseFrame(*sock, h, body).ok());
   };
   // Twenty requests in one write, the last larger than the server's buffer.
   std::string all;

@@ -1,10 +1,8 @@
 #include "common/rpc/channel.h"
 
 #include <condition_variable>
-#include <cstring>
 #include <map>
 #include <mutex>
-#include <vector>
 
 #include <google/protobuf/message_lite.h>
 #include <fmt/format.h>
@@ -27,13 +25,11 @@ struct Pending {
 constexpr std::chrono::milliseconds kFrameBodyTimeout{60'000};
 
 // A connection and the bytes read from it past the last whole frame. Only the
-// caller holding the reader role touches `in`, `begin` and `end`.
+// caller holding the reader role touches `in`.
 struct Connection {
   explicit Connection(Socket s) : sock(std::move(s)) {}
   Socket sock;
-  std::vector<char> in = std::vector<char>(kReadBufferBytes);
-  size_t begin = 0;  // in[begin, end) is read and not yet consumed
-  size_t end = 0;
+  FrameReadBuffer in;
 };
 
 // How long to wait for a reply to start, as a receive timeout: whole seconds
@@ -99,17 +95,14 @@ struct RpcChannel::Impl {
     cv.notify_all();
   }
 
-  // Reads until at least `need` bytes (<= in.size()) are buffered.
-  static Status Fill(Connection& c, size_t need) {
-    if (c.begin + need > c.in.size()) {  // make room at the end
-      std::memmove(c.in.data(), c.in.data() + c.begin, c.end - c.begin);
-      c.end -= c.begin;
-      c.begin = 0;
-    }
-    while (c.end - c.begin < need) {
-      auto n = c.sock.ReadSome(c.in.data() + c.end, c.in.size() - c.end, kFrameBodyTimeout);
-      if (!n.ok()) return Status::IOError(n.status().message());
-      c.end += *n;
+  // Reads until at least `need` bytes (<= kReadBufferBytes) are buffered,
+  // waiting up to `wait` for each read.
+  static Status Fill(Connection& c, size_t need, std::chrono::milliseconds wait) {
+    while (c.in.size() < need) {
+      std::span<char> room = c.in.Space(need);
+      auto n = c.sock.ReadSome(room.data(), room.size(), wait);
+      if (!n.ok()) return n.status();
+      c.in.Commit(*n);
     }
     return Status::OK();
   }
@@ -119,33 +112,29 @@ struct RpcChannel::Impl {
   // before `deadline`.
   Status ReadFrame(Connection& c, std::chrono::steady_clock::time_point deadline, proto::ResponseHeader* h,
                    std::string* buf, std::string_view* body) {
-    if (c.begin == c.end) {
-      c.begin = c.end = 0;
-      for (;;) {  // wait for a frame to start
-        auto n = c.sock.ReadSome(c.in.data(), c.in.size(), StartWait(deadline));
-        if (n.ok()) {
-          c.end = *n;
-          break;
-        }
-        if (n.status().code() != StatusCode::kTimedOut) return Status::IOError(n.status().message());
-        if (std::chrono::steady_clock::now() >= deadline) return n.status();
-      }
+    for (;;) {  // wait for a frame to start
+      Status st = Fill(c, 1, StartWait(deadline));
+      if (st.ok()) break;
+      if (st.code() != StatusCode::kTimedOut) return Status::IOError(st.message());
+      if (std::chrono::steady_clock::now() >= deadline) return st;
     }
-    DFS_RETURN_IF_ERROR(Fill(c, 4));
-    const uint32_t len = GetBE32(c.in.data() + c.begin);
+    Status st = Fill(c, 4, kFrameBodyTimeout);
+    if (!st.ok()) return Status::IOError(st.message());
+    const uint32_t len = GetBE32(c.in.data());
     if (len < 4 || len > kMaxFrameBytes) return Status::ProtocolError(fmt::format("{} sent a frame of {} bytes", label, len));
-    if (4 + size_t{len} <= c.in.size()) {
-      DFS_RETURN_IF_ERROR(Fill(c, 4 + size_t{len}));
-      std::string_view frame(c.in.data() + c.begin + 4, len);
-      c.begin += 4 + size_t{len};
+    if (4 + size_t{len} <= kReadBufferBytes) {
+      st = Fill(c, 4 + size_t{len}, kFrameBodyTimeout);
+      if (!st.ok()) return Status::IOError(st.message());
+      std::string_view frame(c.in.data() + 4, len);
+      c.in.Consume(4 + size_t{len});
       return DecodeFrame(frame, h, body);
     }
     // Larger than the buffer: what has arrived, then the rest straight into `buf`.
+    const size_t have = c.in.size() - 4;
+    buf->assign(c.in.data() + 4, have);
+    c.in.Consume(c.in.size());
     buf->resize(len);
-    const size_t have = c.end - c.begin - 4;
-    std::memcpy(buf->data(), c.in.data() + c.begin + 4, have);
-    c.begin = c.end = 0;
-    Status st = c.sock.ReadFull(buf->data() + have, len - have, kFrameBodyTimeout);
+    st = c.sock.ReadFull(buf->data() + have, len - have, kFrameBodyTimeout);
     if (!st.ok()) return Status::IOError(st.message());
     return DecodeFrame(*buf, h, body);
   }

@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -195,22 +194,13 @@ struct RpcServer::Impl {
   asio::awaitable<void> ReadLoop(std::shared_ptr<Conn> c) {
     auto log = Log("rpc");
     try {
-      // Requests are read through a buffer, so that one read usually brings a
-      // whole request (or several): in[begin, end) is read, not yet consumed.
-      std::vector<char> in(kReadBufferBytes);
-      size_t begin = 0, end = 0;
+      FrameReadBuffer in;  // one read usually brings a whole request, or several
       for (;;) {
-        while (end - begin < 4) {
-          if (begin == end) begin = end = 0;
-          if (end + 4 > in.size()) {  // a length split at the buffer's end
-            std::memmove(in.data(), in.data() + begin, end - begin);
-            end -= begin;
-            begin = 0;
-          }
-          end += co_await c->socket.async_read_some(asio::buffer(in.data() + end, in.size() - end),
-                                                    asio::use_awaitable);
+        while (in.size() < 4) {
+          std::span<char> room = in.Space(4);
+          in.Commit(co_await c->socket.async_read_some(asio::buffer(room.data(), room.size()), asio::use_awaitable));
         }
-        uint32_t len = GetBE32(in.data() + begin);
+        const uint32_t len = GetBE32(in.data());
         if (len < 4 || len > kMaxFrameBytes) {
           log->warn("{}: closing connection from {}: frame length {} is outside 4..{}", opts.name, c->peer, len,
                     kMaxFrameBytes);
@@ -218,14 +208,14 @@ struct RpcServer::Impl {
                 true);
           co_return;
         }
+        in.Consume(4);
         // The frame's own copy (a handler on the pool outlives this loop's
         // turn): what the buffer holds of it, then the rest read straight in.
-        begin += 4;
-        auto buf = std::make_shared<std::string>(len, '\0');
-        const size_t have = std::min<size_t>(len, end - begin);
-        std::memcpy(buf->data(), in.data() + begin, have);
-        begin += have;
+        const size_t have = std::min<size_t>(len, in.size());
+        auto buf = std::make_shared<std::string>(in.data(), have);
+        in.Consume(have);
         if (have < len) {
+          buf->resize(len);
           co_await asio::async_read(c->socket, asio::buffer(buf->data() + have, len - have), asio::use_awaitable);
         }
         proto::RequestHeader hdr;
