@@ -39,10 +39,6 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
         spare_(dir + "/" + kSpareWalName),
         tmp_(spare_ + ".tmp"),
         bytes_(spare_bytes) {
-    ::unlink(tmp_.c_str());  // half written when the last run stopped
-    struct stat st {};
-    ready_ = ::stat(spare_.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) == bytes_;
-    if (!ready_) ::unlink(spare_.c_str());
     worker_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "nn-wal-spare");
       Loop();
@@ -66,7 +62,26 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
     if (!IsWal(fname)) return target()->NewWritableFile(fname, opts, result, dbg);
     bool take = false;
     {
-      std::lock_guard<std::mutex> l(mu_);
+      std::unique_lock<std::mutex> l(mu_);
+      if (!first_wal_) {
+        // The database's first WAL since it opened: RocksDB holds its LOCK
+        // now, so no other NameNode works in this directory. A spare left by
+        // the last run is used as it is; without one (a new name directory,
+        // or a crash before the last spare was done) one is made here, so
+        // that the first WAL is written over zeros too: 64 MiB take well
+        // under a second. The worker starts on the next spare after this.
+        ::unlink(tmp_.c_str());  // half written when the last run stopped
+        struct stat st {};
+        ready_ = ::stat(spare_.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) == bytes_;
+        if (!ready_) {
+          ::unlink(spare_.c_str());
+          l.unlock();  // the worker waits for first_wal_, so it makes none meanwhile
+          const bool made = MakeSpare();
+          l.lock();
+          ready_ = made;
+        }
+        first_wal_ = true;
+      }
       take = ready_;
       ready_ = false;  // used now, or found unusable: make another
     }
@@ -85,7 +100,7 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
   void Loop() {
     std::unique_lock<std::mutex> l(mu_);
     for (;;) {
-      cv_.wait(l, [&] { return stop_ || !ready_; });
+      cv_.wait(l, [&] { return stop_ || (first_wal_ && !ready_); });
       if (stop_) return;
       l.unlock();
       const bool made = MakeSpare();
@@ -133,10 +148,11 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
   }
 
   bool Failed(const char* what) {
+    const int err = errno;  // before the logger's own calls
     Log("nn")->warn("Could not {} the zeroed spare WAL {}: {}. The NameNode works on, appending to its WALs (slower "
                     "syncs) and retrying every 30 s; check the disk under dfs.namenode.name.dir, or set "
                     "dfs.namenode.wal.spare-size=0 to stop",
-                    what, tmp_, std::strerror(errno));
+                    what, tmp_, std::strerror(err));
     ::unlink(tmp_.c_str());
     return false;
   }
@@ -146,7 +162,8 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
   const size_t bytes_;
   std::mutex mu_;
   std::condition_variable cv_;
-  bool ready_ = false;  // spare_ holds bytes_ synced zeros
+  bool ready_ = false;      // spare_ holds bytes_ synced zeros
+  bool first_wal_ = false;  // the database has asked for a WAL since it opened
   bool stop_ = false;
   std::thread worker_;  // last: starts once the members above exist
 };

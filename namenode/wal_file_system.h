@@ -8,13 +8,16 @@
 // data. On the development VM that makes each sync about a fifth faster, and
 // a NameNode's create rate is bound by its syncs.
 //
-// How: a background thread keeps one spare file of `spare_bytes` zeros,
-// written and fdatasynced, in the database directory. When RocksDB creates a
-// new WAL, the spare is renamed to the WAL's name and opened for writing from
-// offset 0 (FileSystem::ReuseWritableFile, the same path RocksDB's own log
-// recycling takes), and a new spare is prepared. Without a spare ready (at
-// the first WAL after a start, or when WALs turn over faster than spares are
-// written) the WAL is created the ordinary way.
+// How: one spare file of `spare_bytes` zeros, written and fdatasynced, is kept
+// in the database directory. When RocksDB creates a new WAL, the spare is
+// renamed to the WAL's name and opened for writing from offset 0
+// (FileSystem::ReuseWritableFile, the same path RocksDB's own log recycling
+// takes), and a background thread prepares the next spare. The first WAL
+// after the database opens uses the spare the last run left, or one made
+// there and then (a new directory, or a crash before the spare was done), so
+// a new NameNode's syncs are cheap from its first mutation. Without a spare
+// ready (WALs turning over faster than spares are written, or a disk that
+// refuses one) the WAL is created the ordinary way.
 //
 // Crash safety: RocksDB trims a WAL to its written length when it closes it.
 // After a crash the WAL ends in zeros, which RocksDB's log reader skips as

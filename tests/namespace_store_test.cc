@@ -8,6 +8,8 @@
 #include <thread>
 #include <vector>
 
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 #include <rocksdb/file_system.h>
 #include <rocksdb/write_batch.h>
@@ -163,18 +165,15 @@ TEST_CASE("namespace store: a WAL written over the zeroed spare recovers every s
   TempDir dir;
   const std::string db = dir.path() + "/db";
   const std::string spare = db + "/" + dfs::namenode::kSpareWalName;
-  {
-    auto opened = NamespaceStore::Open(db, kSmallSpare);  // the first WAL is appended; a spare is made
-    REQUIRE(opened.ok());
-    REQUIRE(dfs::test::WaitFor([&] {
-      std::error_code ec;
-      return fs::file_size(spare, ec) == kSmallSpare && !ec;
-    }));
-  }
-  auto opened = NamespaceStore::Open(db, kSmallSpare);  // this start's WAL is the spare
+  auto opened = NamespaceStore::Open(db, kSmallSpare);  // a new directory: its first WAL is a spare made at once
   REQUIRE(opened.ok());
   NamespaceStore* store = opened->get();
   for (int i = 0; i < 200; ++i) REQUIRE(store->WaitDurable(ApplyMeta(store, "c" + std::to_string(i), "v")).ok());
+
+  REQUIRE(dfs::test::WaitFor([&] {  // the next WAL's spare, made in the background
+    std::error_code ec;
+    return fs::file_size(spare, ec) == kSmallSpare && !ec;
+  }));
 
   // What a kill -9 leaves: the files as they are now, the WAL still open.
   const std::string crash = dir.path() + "/crash";
@@ -185,9 +184,22 @@ TEST_CASE("namespace store: a WAL written over the zeroed spare recovers every s
   }
   CHECK(wal_over_zeros);  // written in place: still the spare's size, zeros after the records
 
+  auto inode = [](const std::string& path) {
+    struct stat st {};
+    return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+  };
+  const ino_t left_spare = inode(crash + "/" + dfs::namenode::kSpareWalName);
+  REQUIRE(left_spare != 0);
   for (int round = 0; round < 2; ++round) {  // recovers, and keeps working after
-    auto recovered = NamespaceStore::Open(crash, 0);
+    auto recovered = NamespaceStore::Open(crash, round == 0 ? kSmallSpare : 0);
     REQUIRE(recovered.ok());
+    if (round == 0) {  // the spare the crashed run left is this start's WAL
+      bool reused = false;
+      for (const auto& f : fs::directory_iterator(crash)) {
+        if (f.path().extension() == ".log" && inode(f.path().string()) == left_spare) reused = true;
+      }
+      CHECK(reused);
+    }
     for (int i = 0; i < 200; ++i) CHECK((*recovered)->GetMeta("c" + std::to_string(i)).ok());
     CHECK((*recovered)->WaitDurable(ApplyMeta(recovered->get(), "after" + std::to_string(round), "v")).ok());
   }
@@ -229,9 +241,11 @@ TEST_CASE("namespace store: a spare WAL that vanished before its use leaves the 
     std::error_code ec;
     return fs::file_size(spare, ec) == kSmallSpare && !ec;
   };
-  REQUIRE(dfs::test::WaitFor(spare_ready));
-  fs::remove(spare);  // taken from under it: the rename onto the new WAL fails
   std::unique_ptr<rocksdb::FSWritableFile> wal;
+  REQUIRE(wal_fs.fs->NewWritableFile(db + "/000041.log", rocksdb::FileOptions(), &wal, nullptr).ok());
+  CHECK(fs::file_size(db + "/000041.log") == kSmallSpare);  // the first WAL: a spare made at once
+  REQUIRE(dfs::test::WaitFor(spare_ready));                 // and the next one in the background
+  fs::remove(spare);  // taken from under it: the rename onto the new WAL fails
   const std::string name = db + "/000042.log";
   REQUIRE(wal_fs.fs->NewWritableFile(name, rocksdb::FileOptions(), &wal, nullptr).ok());
   REQUIRE(wal->Append("record", rocksdb::IOOptions(), nullptr).ok());
