@@ -70,7 +70,11 @@ inline std::string BlockKey(uint64_t block) {
   return k;
 }
 
-inline std::string MetaKey(std::string_view name) { return std::string(1, kMetaPrefix) + std::string(name); }
+inline std::string MetaKey(std::string_view name) {
+  std::string k(1, kMetaPrefix);  // appended, not concatenated: g++ 12 -O2 warns (-Wrestrict) at a string + string here
+  k.append(name);
+  return k;
+}
 
 inline constexpr std::string_view kMetaClusterId = "cluster_id";
 inline constexpr std::string_view kMetaNextInodeId = "next_inode_id";
