@@ -26,8 +26,8 @@ const std::vector<ConfigKey> kKeys = {
      "Where the NameNode keeps its namespace (a RocksDB database)."},
     {"dfs.namenode.wal.spare-size", "64m", ConfigType::kSize, "",
      "Zeros the NameNode writes ahead for its next write-ahead log, so that the log's syncs\n"
-     "rewrite allocated blocks instead of appending (faster durable creates on a journaled file\n"
-     "system such as ext4; see doc/design.md). 0 turns this off."},
+     "rewrite allocated blocks instead of appending (faster durable creates on ext4, which\n"
+     "otherwise writes the log's new size at each sync; see doc/design.md). 0 turns this off."},
     {"dfs.namenode.handler.count", "32", ConfigType::kInt, "",
      "NameNode RPC handler threads. mkdir, delete, rename and the other synchronous mutations\n"
      "hold one each while they wait for their group commit (create, complete and append do not)."},

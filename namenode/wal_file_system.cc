@@ -75,10 +75,7 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
         ready_ = ::stat(spare_.c_str(), &st) == 0 && static_cast<size_t>(st.st_size) == bytes_;
         if (!ready_) {
           ::unlink(spare_.c_str());
-          l.unlock();  // the worker waits for first_wal_, so it makes none meanwhile
-          const bool made = MakeSpare();
-          l.lock();
-          ready_ = made;
+          MakeSpareUnlocked(l);  // the worker waits for first_wal_, so it makes none meanwhile
         }
         first_wal_ = true;
       }
@@ -102,17 +99,25 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
     for (;;) {
       cv_.wait(l, [&] { return stop_ || (first_wal_ && !ready_); });
       if (stop_) return;
-      l.unlock();
-      const bool made = MakeSpare();
-      l.lock();
-      if (made) {
-        ready_ = true;
-      } else if (!stop_) {
+      if (retry_later_) {
         // A full or failing disk: try again later rather than spin; WALs are
         // appended meanwhile, which is only slower.
+        retry_later_ = false;
         cv_.wait_for(l, std::chrono::seconds(30), [&] { return stop_; });
+        continue;
       }
+      MakeSpareUnlocked(l);
     }
+  }
+
+  // Called with mu_ held by `l`: makes a spare with the lock released, then
+  // records how that went.
+  void MakeSpareUnlocked(std::unique_lock<std::mutex>& l) {
+    l.unlock();
+    const bool made = MakeSpare();
+    l.lock();
+    ready_ = made;
+    retry_later_ = !made;
   }
 
   // Writes bytes_ zeros to tmp_, syncs them and renames the file to spare_.
@@ -164,6 +169,7 @@ class PrezeroedWalFs : public rocksdb::FileSystemWrapper {
   std::condition_variable cv_;
   bool ready_ = false;      // spare_ holds bytes_ synced zeros
   bool first_wal_ = false;  // the database has asked for a WAL since it opened
+  bool retry_later_ = false;  // the last spare failed: the worker waits before the next
   bool stop_ = false;
   std::thread worker_;  // last: starts once the members above exist
 };

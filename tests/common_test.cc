@@ -121,6 +121,10 @@ TEST_CASE("conf/dfs.conf documents every configuration key and parses", "[common
     INFO(k.name);
     CHECK_THAT(text, Catch::Contains(std::string("\n") + k.name + " = "));
   }
+  // Below its own header, the file is what --dump-default-config prints: each
+  // key's text is written once, in common/config.cc, and cannot drift here.
+  const std::string dump = Config::DumpDefaults();
+  CHECK_THAT(text, Catch::EndsWith(dump.substr(dump.find('\n'))));
   REQUIRE_OK(Config::Load(path).status());
 }
 
