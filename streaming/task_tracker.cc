@@ -80,6 +80,12 @@ struct TaskTracker::Impl {
     enum class Commit { kNone, kAsked, kGranted, kDenied } commit = Commit::kNone;
     std::condition_variable commit_cv;
     std::thread thread;
+    std::mutex join_mu;  // the reporter and Shutdown may both reap an attempt
+
+    void Join() {
+      std::lock_guard<std::mutex> l(join_mu);
+      if (thread.joinable()) thread.join();
+    }
   };
   struct JobLocal {
     std::mutex mu;
@@ -228,6 +234,8 @@ struct TaskTracker::Impl {
       proto::ReportTasksResponse resp;
       Status s = nn->Call(proto::REPORT_TASKS, req, &resp, Millis(15000));
       l.lock();
+      // Shutdown may have begun during the call: it reaps what is left.
+      if (stopping) break;
       if (!s.ok()) {
         log->warn("cannot report {} task(s) to the job service: {}; retrying", req.reports_size(), s.ToString());
         continue;
@@ -257,9 +265,7 @@ struct TaskTracker::Impl {
         }
       }
       l.unlock();
-      for (auto& a : done) {
-        if (a->thread.joinable()) a->thread.join();
-      }
+      for (auto& a : done) a->Join();
       done.clear();
       l.lock();
     }
@@ -539,9 +545,7 @@ void TaskTracker::Shutdown() {
     }
     d->cv.notify_all();
   }
-  for (auto& a : all) {
-    if (a->thread.joinable()) a->thread.join();
-  }
+  for (auto& a : all) a->Join();
   if (d->nn) d->nn->Close();  // fails a poll in flight
   if (d->poller.joinable()) d->poller.join();
   if (d->reporter.joinable()) d->reporter.join();
