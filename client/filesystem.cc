@@ -1,6 +1,5 @@
 #include "client/fs_impl.h"
 
-#include <pwd.h>
 #include <random>
 #include <unistd.h>
 
@@ -8,6 +7,7 @@
 
 #include "common/logging.h"
 #include "common/path.h"
+#include "common/users.h"
 
 namespace dfs::client {
 
@@ -16,8 +16,7 @@ namespace {
 std::string CurrentUser() {
   if (const char* u = std::getenv("DFS_USER"); u && *u) return u;
   if (const char* u = std::getenv("USER"); u && *u) return u;
-  if (passwd* pw = getpwuid(getuid())) return pw->pw_name;
-  return "dfs";
+  return LocalUserName(getuid()).value_or("dfs");
 }
 
 FileInfo ToFileInfo(const std::string& dir, const proto::FileStatus& s, bool is_self) {

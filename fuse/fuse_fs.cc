@@ -3,8 +3,6 @@
 #define FUSE_USE_VERSION 312
 #include <fuse_lowlevel.h>
 
-#include <grp.h>
-#include <pwd.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -22,6 +20,7 @@
 #include "common/buffer_pool.h"
 #include "common/logging.h"
 #include "common/path.h"
+#include "common/users.h"
 #include "fuse/errno_map.h"
 #include "fuse/inode_table.h"
 #include "fuse/read_ahead.h"
@@ -159,36 +158,19 @@ struct FuseFs::Impl {
     std::lock_guard<std::mutex> l(names_mu);
     auto it = uids.find(owner);
     if (it != uids.end()) return it->second;
-    uid_t uid = 65534;  // nobody: a cluster user without a local account
-    std::vector<char> buf(16384);
-    passwd pw{}, *res = nullptr;
-    if (getpwnam_r(owner.c_str(), &pw, buf.data(), buf.size(), &res) == 0 && res) uid = res->pw_uid;
-    return uids[owner] = uid;
+    // nobody (65534): a cluster user without a local account
+    return uids[owner] = LocalUid(owner).value_or(65534);
   }
 
   gid_t GidOf(const std::string& group) {
     std::lock_guard<std::mutex> l(names_mu);
     auto it = gids.find(group);
     if (it != gids.end()) return it->second;
-    gid_t gid = 65534;
-    std::vector<char> buf(16384);
-    ::group gr{}, *res = nullptr;
-    if (getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &res) == 0 && res) gid = res->gr_gid;
-    return gids[group] = gid;
+    return gids[group] = LocalGid(group).value_or(65534);
   }
 
-  static std::string NameOfUid(uid_t uid) {
-    std::vector<char> buf(16384);
-    passwd pw{}, *res = nullptr;
-    if (getpwuid_r(uid, &pw, buf.data(), buf.size(), &res) == 0 && res) return res->pw_name;
-    return std::to_string(uid);
-  }
-  static std::string NameOfGid(gid_t gid) {
-    std::vector<char> buf(16384);
-    ::group gr{}, *res = nullptr;
-    if (getgrgid_r(gid, &gr, buf.data(), buf.size(), &res) == 0 && res) return res->gr_name;
-    return std::to_string(gid);
-  }
+  static std::string NameOfUid(uid_t uid) { return LocalUserName(uid).value_or(std::to_string(uid)); }
+  static std::string NameOfGid(gid_t gid) { return LocalGroupName(gid).value_or(std::to_string(gid)); }
 
   FileRef WriterOf(const std::string& path) {
     std::lock_guard<std::mutex> l(writers_mu);

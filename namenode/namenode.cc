@@ -3,11 +3,11 @@
 #include <fmt/format.h>
 
 #include <unistd.h>
-#include <pwd.h>
 
 #include "client/filesystem.h"
 #include "common/logging.h"
 #include "common/rpc/server.h"
+#include "common/users.h"
 #include "namenode/block_manager.h"
 #include "namenode/namenode_service.h"
 #include "namenode/namespace_store.h"
@@ -71,7 +71,7 @@ Status NameNode::Start() {
   jo.tracker_expiry = conf_.GetDuration("dfs.namenode.datanode.dead.interval");
   jo.locality_wait = conf_.GetDuration("dfs.jobs.locality.wait");
   jo.retained_jobs = static_cast<size_t>(std::max<int64_t>(1, conf_.GetInt("dfs.jobs.retained")));
-  if (passwd* pw = getpwuid(geteuid())) jo.superuser = pw->pw_name;
+  if (auto name = LocalUserName(geteuid())) jo.superuser = *name;
   NamespaceStore* store = ns_->store();
   streaming::JobService::History history;
   history.put = [store](const std::string& id, const std::string& rec) {
