@@ -109,6 +109,7 @@ void ReadAhead::Fill(uint64_t off, size_t want) {
     std::lock_guard<std::mutex> l(mu_);
     next_.len = got;
     fill_status_ = s;
+    fill_short_ = got < want;
     filling_ = false;
   }
   filled_.notify_all();
@@ -164,10 +165,13 @@ Status ReadAhead::Read(uint64_t off, size_t size, const Reply& reply) {
   constexpr int kMaxAttempts = 3;
   Status done;  // the answer, when fill_for_this_request gives up
   auto fill_for_this_request = [&](uint64_t from, size_t want) {
-    if (my_fill != 0 && fill_seq_ == my_fill) {
-      done = FillFailed();  // filled for it, and still not covered
+    if (my_fill != 0 && fill_seq_ == my_fill && (fill_short_ || !fill_status_.ok())) {
+      done = FillFailed();  // its fill failed or ended early: the file is not what it was
       return false;
     }
+    // Otherwise its fill is whole but did not cover all of it (a request
+    // that starts just past the windows and ends past the window fetched),
+    // or another request's fill replaced it: fill again, a few times at most.
     if (attempts++ == kMaxAttempts) {
       done = ReadDirect(l, off, size, reply);
       return false;

@@ -102,7 +102,7 @@ class ReadAhead : public std::enable_shared_from_this<ReadAhead> {
   size_t Grow(size_t prev) const;
   void WaitForFill(std::unique_lock<std::mutex>& l);  // until no fill runs
   void Advance();  // next_ becomes cur_. mu_ held; no fill may be running.
-  // Why a fill for a request did not bring its bytes. mu_ held.
+  // Why the last fill did not bring what it was to. mu_ held.
   Status FillFailed() const;
   // Serves a request on its own with PRead, leaving the windows alone. Unlocks l.
   Status ReadDirect(std::unique_lock<std::mutex>& l, uint64_t off, size_t size, const Reply& reply);
@@ -118,6 +118,7 @@ class ReadAhead : public std::enable_shared_from_this<ReadAhead> {
   Window cur_, next_;
   bool filling_ = false;  // a fill of next_ is running: it owns in_ and next_
   Status fill_status_;     // how the last fill ended
+  bool fill_short_ = false;  // the last fill brought fewer bytes than it was to
   uint64_t fill_seq_ = 0;  // fills started
   Stats stats_;
 };
