@@ -93,6 +93,12 @@ Status Socket::ReadFailed(ssize_t r, Millis timeout) const {
   return Status::IOError(fmt::format("reading from {}: {}", PeerAddress(), std::strerror(err)));
 }
 
+Status Socket::WriteFailed(const char* what, Millis timeout) const {
+  const int err = errno;  // before PeerAddress's getpeername
+  if (err == EAGAIN || err == EWOULDBLOCK) return Stalled("writing to", timeout);
+  return Status::IOError(fmt::format("{} {}: {}", what, PeerAddress(), std::strerror(err)));
+}
+
 void Socket::Close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
@@ -225,10 +231,8 @@ Status Socket::WriteV(struct iovec* iov, int iovcnt, Millis timeout) {
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
     ssize_t w = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
     if (w < 0) {
-      const int err = errno;  // before PeerAddress's getpeername
-      if (err == EINTR) continue;
-      if (err == EAGAIN || err == EWOULDBLOCK) return Stalled("writing to", timeout);
-      return Status::IOError(fmt::format("writing to {}: {}", PeerAddress(), std::strerror(err)));
+      if (errno == EINTR) continue;
+      return WriteFailed("writing to", timeout);
     }
     size_t left = static_cast<size_t>(w);
     while (iovcnt > 0 && left >= iov->iov_len) {
@@ -254,10 +258,8 @@ Status Socket::SendFile(int file_fd, uint64_t offset, size_t n, Millis timeout) 
       continue;
     }
     if (w == 0) return Status::IOError("sendfile: the replica file is shorter than expected");
-    const int err = errno;  // before PeerAddress's getpeername
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) return Stalled("writing to", timeout);
-    return Status::IOError(fmt::format("sendfile to {}: {}", PeerAddress(), std::strerror(err)));
+    if (errno == EINTR) continue;
+    return WriteFailed("sendfile to", timeout);
   }
   return Status::OK();
 }

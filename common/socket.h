@@ -65,6 +65,9 @@ class Socket {
   Status Stalled(const char* op, Millis timeout) const;
   // The error of a recv that returned r <= 0 (not EINTR), errno untouched since.
   Status ReadFailed(ssize_t r, Millis timeout) const;
+  // The error of a send that failed (not EINTR), errno untouched since; `what`
+  // begins the message ("writing to").
+  Status WriteFailed(const char* what, Millis timeout) const;
   int fd_ = -1;
   int64_t rcv_timeout_ms_ = -1;  // the SO_RCVTIMEO / SO_SNDTIMEO now set, to skip needless setsockopt
   int64_t snd_timeout_ms_ = -1;

@@ -75,17 +75,11 @@ struct TaskTracker::Impl {
     std::mutex mu;  // guards the fields below
     std::string status;
     std::map<std::pair<std::string, std::string>, int64_t> counters;
-    bool finished = false;          // result below is final and waits to be reported
+    std::atomic<bool> finished{false};  // result below is final and waits to be reported (set under mu)
     proto::TaskReport final_report;
     enum class Commit { kNone, kAsked, kGranted, kDenied } commit = Commit::kNone;
     std::condition_variable commit_cv;
-    std::thread thread;
-    std::mutex join_mu;  // the reporter and Shutdown may both reap an attempt
-
-    void Join() {
-      std::lock_guard<std::mutex> l(join_mu);
-      if (thread.joinable()) thread.join();
-    }
+    std::thread thread;  // joined by whoever takes the attempt out of `attempts`
   };
   struct JobLocal {
     std::mutex mu;
@@ -104,7 +98,7 @@ struct TaskTracker::Impl {
   std::condition_variable cv;
   bool stopping = false;
   bool report_now = false;
-  std::map<std::string, std::shared_ptr<Attempt>> attempts;  // until their final report is acknowledged
+  std::map<std::string, std::shared_ptr<Attempt>> attempts;  // until their final report is acknowledged, or Shutdown
   std::map<std::string, std::shared_ptr<JobLocal>> jobs;
   std::set<std::string> finished_jobs;                       // to clean once no attempt of theirs runs
   std::thread poller, reporter;
@@ -234,8 +228,6 @@ struct TaskTracker::Impl {
       proto::ReportTasksResponse resp;
       Status s = nn->Call(proto::REPORT_TASKS, req, &resp, Millis(15000));
       l.lock();
-      // Shutdown may have begun during the call: it reaps what is left.
-      if (stopping) break;
       if (!s.ok()) {
         log->warn("cannot report {} task(s) to the job service: {}; retrying", req.reports_size(), s.ToString());
         continue;
@@ -265,7 +257,9 @@ struct TaskTracker::Impl {
         }
       }
       l.unlock();
-      for (auto& a : done) a->Join();
+      for (auto& a : done) {
+        if (a->thread.joinable()) a->thread.join();
+      }
       done.clear();
       l.lock();
     }
@@ -533,19 +527,23 @@ Status TaskTracker::Start() {
 void TaskTracker::Shutdown() {
   Impl* d = impl_.get();
   if (!d) return;
-  std::vector<std::shared_ptr<Impl::Attempt>> all;
+  std::map<std::string, std::shared_ptr<Impl::Attempt>> all;
   {
     std::lock_guard<std::mutex> l(d->mu);
     d->stopping = true;
-    for (auto& [id, a] : d->attempts) {
+    // Taken out of the map, so that only this thread joins them: the
+    // reporter, back from a call, finds none of them to reap.
+    all.swap(d->attempts);
+    for (auto& [id, a] : all) {
       a->cancel = true;
       std::lock_guard<std::mutex> al(a->mu);
       a->commit_cv.notify_all();
-      all.push_back(a);
     }
     d->cv.notify_all();
   }
-  for (auto& a : all) a->Join();
+  for (auto& [id, a] : all) {
+    if (a->thread.joinable()) a->thread.join();
+  }
   if (d->nn) d->nn->Close();  // fails a poll in flight
   if (d->poller.joinable()) d->poller.join();
   if (d->reporter.joinable()) d->reporter.join();

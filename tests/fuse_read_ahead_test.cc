@@ -29,9 +29,10 @@ class FakeInput : public test::PReadInputStream {
   }
   Result<size_t> PRead(uint64_t offset, void* buf, size_t n) override {
     if (fail_from.load() <= offset) return Status::IOError("injected read error");
-    if (offset >= data_.size()) return size_t{0};
+    const uint64_t end = std::min<uint64_t>(data_.size(), ends_at.load());
+    if (offset >= end) return size_t{0};
     // Like a block reader: at most 64 KiB per call.
-    n = std::min({n, data_.size() - static_cast<size_t>(offset), size_t{64 << 10}});
+    n = std::min({n, static_cast<size_t>(end - offset), size_t{64 << 10}});
     std::memcpy(buf, data_.data() + offset, n);
     return n;
   }
@@ -40,6 +41,7 @@ class FakeInput : public test::PReadInputStream {
 
   const std::vector<char>& data() const { return data_; }
   std::atomic<uint64_t> fail_from{UINT64_MAX};
+  std::atomic<uint64_t> ends_at{UINT64_MAX};  // reads end here: the file was replaced by a shorter one
 
  private:
   std::vector<char> data_;
@@ -62,6 +64,16 @@ struct Fixture {
     });
     if (!s.ok()) return s;
     return got;
+  }
+  // Reads on in 64 KiB requests from `off`, checking each, until one fails:
+  // returns its offset (the file's length when none fails) and why.
+  std::pair<uint64_t, Status> ReadOnUntilError(uint64_t off) {
+    for (; off < fake->data().size(); off += 65536) {
+      auto r = Get(off, 65536);
+      if (!r.ok()) return {off, r.status()};
+      REQUIRE(*r == Expect(off, 65536));
+    }
+    return {off, Status::OK()};
   }
   std::string Expect(uint64_t off, size_t size) const {
     const auto& d = fake->data();
@@ -123,22 +135,23 @@ TEST_CASE("read-ahead: a failed read comes back as an error, and works again onc
   REQUIRE(f.Get(0, 65536).ok());
   // Sequential reads succeed up to the failure, then report it (the
   // background fill failed; the request's own retry fails too).
-  Status failed;
-  uint64_t off = 65536;
-  for (; off < 8 * kMiB; off += 65536) {
-    auto r = f.Get(off, 65536);
-    if (!r.ok()) {
-      failed = r.status();
-      break;
-    }
-    REQUIRE(*r == f.Expect(off, 65536));
-  }
+  auto [off, failed] = f.ReadOnUntilError(65536);
   CHECK(off == 3 * kMiB);
   CHECK_THAT(failed.message(), Catch::Contains("injected read error"));
   // The replica is back: the same request now succeeds.
   f.fake->fail_from = UINT64_MAX;
   CHECK(f.Get(off, 65536).value() == f.Expect(off, 65536));
   CHECK(f.Get(off + 65536, 3 * kMiB).value() == f.Expect(off + 65536, 3 * kMiB));
+}
+
+TEST_CASE("read-ahead: a file that ends before its length fails the read that needs the missing bytes",
+          "[fuse]") {
+  Fixture f(8 * kMiB);
+  f.fake->ends_at = 3 * kMiB + 100;  // replaced by a shorter file after it was opened
+  auto [off, failed] = f.ReadOnUntilError(0);
+  CHECK(off == 3 * kMiB);  // the first request that reaches past the end
+  CHECK_THAT(failed.message(), Catch::Contains("the file ended before the length the NameNode gave") &&
+                                   Catch::Contains("open it again"));
 }
 
 TEST_CASE("read-ahead: many threads reading one file at once all get the right bytes", "[fuse]") {
