@@ -203,6 +203,7 @@ Result<ContentSummary> FileSystemImpl::GetContentSummary(const std::string& path
 Status FileSystemImpl::Locate(const std::string& path, proto::GetBlockLocationsResponse* out) {
   proto::GetBlockLocationsRequest req;
   req.set_path(path);
+  req.set_include_under_construction(true);
   return Call(proto::GET_BLOCK_LOCATIONS, req, out);
 }
 

@@ -102,6 +102,9 @@ class InputStream {
   virtual uint64_t Position() const = 0;
   virtual uint64_t Length() const = 0;
   // Re-reads the file's length and blocks from the NameNode (for tail -f).
+  // Of a file being written, the length counts what the DataNodes of its last
+  // block acknowledged (everything a Flush or Sync returned for, and more) as
+  // of the open or the last Refresh.
   virtual Status Refresh() = 0;
 };
 

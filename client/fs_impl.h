@@ -56,7 +56,7 @@ class FileSystemImpl : public FileSystem {
   Status Call(proto::NameNodeMethod method, const google::protobuf::MessageLite& req, Resp* resp) {
     return channel_.Call(method, req, resp, rpc_timeout_);
   }
-  // Located blocks and the file's status.
+  // Located blocks, with the block being written if any, and the file's status.
   Status Locate(const std::string& path, proto::GetBlockLocationsResponse* out);
   void ReportBadReplica(const proto::Block& block, const std::string& datanode_uuid);
   // The lease renewer runs while at least one file is open for writing.

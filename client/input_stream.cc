@@ -2,7 +2,9 @@
 // replica. A sequential read keeps one BlockReader streaming the rest of the
 // block (the DataNode sends ahead; TCP buffers it), so reads do not wait on a
 // round trip per call. On an I/O error the next replica is tried; on a checksum
-// mismatch the replica is also reported to the NameNode.
+// mismatch the replica is also reported to the NameNode. Of a file being
+// written, it reads what the pipeline has acknowledged (HDFS's visible length),
+// as of the open or the last Refresh.
 #include <algorithm>
 #include <set>
 
@@ -22,8 +24,10 @@ class DfsInputStream : public InputStream {
   Status Refresh() override {
     proto::GetBlockLocationsResponse resp;
     DFS_RETURN_IF_ERROR(fs_->Locate(path_, &resp));
+    std::vector<proto::LocatedBlock> blocks(resp.blocks().begin(), resp.blocks().end());
+    if (!blocks.empty() && blocks.back().under_construction()) LearnVisibleLength(&blocks);
     std::lock_guard<std::mutex> l(mu_);
-    blocks_.assign(resp.blocks().begin(), resp.blocks().end());
+    blocks_ = std::move(blocks);
     length_ = 0;
     for (const auto& b : blocks_) length_ = std::max(length_, b.offset() + b.block().num_bytes());
     return Status::OK();
@@ -97,6 +101,35 @@ class DfsInputStream : public InputStream {
  private:
   static constexpr int kMaxAttempts = 6;
 
+  // The block being written (the last one): asks its DataNodes, nearest
+  // first, how much of it their pipeline has acknowledged, and moves the
+  // first that answers to the front, since a node has at least what it
+  // acknowledged while one before it in the pipeline may not have it yet.
+  // When none answers, the block is left out (unless the NameNode knows a
+  // length for it): the reader sees the completed blocks. Nodes that do not
+  // have the block yet (the writer is still setting up its pipeline) mean
+  // nothing was written to it.
+  void LearnVisibleLength(std::vector<proto::LocatedBlock>* blocks) {
+    proto::LocatedBlock& lb = blocks->back();
+    auto* locs = lb.mutable_locations();
+    Status failed;  // the last answer other than NotFound
+    for (int i = 0; i < locs->size(); ++i) {
+      auto len = BlockReader::VisibleLength(locs->Get(i), lb.block(), fs_->reader_options());
+      if (len.ok()) {
+        lb.mutable_block()->set_num_bytes(std::max(*len, lb.block().num_bytes()));
+        std::rotate(locs->begin(), locs->begin() + i, locs->begin() + i + 1);
+        return;
+      }
+      if (len.status().code() != StatusCode::kNotFound) failed = len.status();
+    }
+    if (!failed.ok() && !warned_length_) {
+      warned_length_ = true;
+      Log("client")->warn("{}: reading only up to the block being written ({}): {}", path_,
+                          BlockName(BlockId(lb.block().id())), failed.message());
+    }
+    if (lb.block().num_bytes() == 0) blocks->pop_back();
+  }
+
   Status BlockAt(uint64_t pos, proto::LocatedBlock* out) const {
     std::lock_guard<std::mutex> l(mu_);
     for (const auto& b : blocks_) {
@@ -128,7 +161,10 @@ class DfsInputStream : public InputStream {
           BlockName(BlockId(lb.block().id())), path_, lb.offset(), path_));
     }
     const std::string bname = BlockName(BlockId(lb.block().id()));
-    if (const std::string& pref = fs_->preferred_datanode(); !pref.empty()) {
+    // A block being written is read to its known end (the DataNode would send
+    // what it acknowledged by now), from the node that told that length.
+    if (lb.under_construction() && len == 0) len = lb.offset() + lb.block().num_bytes() - pos;
+    if (const std::string& pref = fs_->preferred_datanode(); !pref.empty() && !lb.under_construction()) {
       auto* locs = lb.mutable_locations();
       for (int i = 1; i < locs->size(); ++i) {
         if (locs->Get(i).uuid() == pref) {
@@ -197,6 +233,7 @@ class DfsInputStream : public InputStream {
   uint64_t reader_pos_ = 0;
   proto::DatanodeId reader_node_;
   proto::Block reader_block_;
+  bool warned_length_ = false;  // LearnVisibleLength said once that no DataNode answered
   std::set<std::string> dead_nodes_;                           // by uuid
   std::set<std::pair<uint64_t, std::string>> bad_replicas_;  // (block id, uuid) that failed a checksum
 };

@@ -37,6 +37,26 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(const proto::DatanodeId& 
                                                       resp.first_chunk_offset(), len, options.socket_timeout));
 }
 
+Result<uint64_t> BlockReader::VisibleLength(const proto::DatanodeId& datanode, const proto::Block& block,
+                                            const Options& options) {
+  const std::string dn = DataNodeName(datanode);
+  const std::string name = BlockName(BlockId(block.id()));
+  DFS_ASSIGN_OR_RETURN(Socket sock, Socket::Connect(datanode.ip(), static_cast<uint16_t>(datanode.xfer_port()),
+                                                    options.socket_timeout, dn));
+  proto::OpRequest req;
+  req.set_op(proto::REPLICA_VISIBLE_LENGTH);
+  *req.mutable_block() = block;
+  req.set_client_name(options.client_name);
+  proto::OpResponse resp;
+  Status s = SendOpRequest(sock, req, options.socket_timeout);
+  if (s.ok()) s = ReadOpResponse(sock, &resp, options.socket_timeout);
+  if (!s.ok()) return Status(s.code(), fmt::format("asking {} for the length of {}: {}", dn, name, s.message()));
+  if (resp.code() != proto::OK) {
+    return FromProto(resp.code(), fmt::format("asking for the length of {}: {}", name, resp.message()));
+  }
+  return resp.replica_length();
+}
+
 BlockReader::BlockReader(Socket sock, proto::Block block, std::string datanode, uint32_t bpc, uint64_t pos,
                          uint64_t end, uint64_t first_chunk, uint64_t block_length, Millis timeout)
     : sock_(std::move(sock)),

@@ -33,6 +33,12 @@ class BlockReader {
   static Result<std::unique_ptr<BlockReader>> Open(const proto::DatanodeId& datanode, const proto::Block& block,
                                                    uint64_t offset, uint64_t length, const Options& options);
 
+  // Asks `datanode` how many bytes of `block` it can serve (REPLICA_VISIBLE_LENGTH):
+  // of a replica being written, what its pipeline acknowledged from this node
+  // on; of a finalized one, its length. Fails as Open does.
+  static Result<uint64_t> VisibleLength(const proto::DatanodeId& datanode, const proto::Block& block,
+                                        const Options& options);
+
   // Copies up to n bytes of the range into buf; 0 at the end of the range.
   [[nodiscard]] Result<size_t> Read(char* buf, size_t n);
 

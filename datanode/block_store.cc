@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <map>
 #include <thread>
+#include <tuple>
 
 #include "common/checksum.h"
 #include "common/data_transfer.h"
@@ -307,6 +308,8 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
   return Status::OK();
 }
 
+uint64_t ReplicaWriter::tail_checksum() const { return tail_len_ > 0 ? ChunkChecksum(tail_.get(), tail_len_) : 0; }
+
 Status ReplicaWriter::Sync() {
   if (done_) return Status::Internal("sync of a replica that is already finalized or aborted");
   BlockStore::Volume& vol = *store_->volumes_[volume_];
@@ -387,7 +390,11 @@ Status ReplicaReader::ReadChecksums(uint64_t first_chunk, size_t count, uint64_t
   int err = store_->volumes_[volume_]->fault.load(std::memory_order_relaxed);
   Status s = err ? Status::FromErrno("read " + path_ + ".meta (injected fault)", err)
                  : PReadAll(meta_fd_, out, count * 8, kMetaHeaderBytes + first_chunk * 8, path_ + ".meta", &err);
-  return s.ok() ? s : store_->OnIoError(volume_, s, err);
+  if (!s.ok()) return store_->OnIoError(volume_, s, err);
+  if (being_written_ && count > 0 && length() % bpc_ != 0 && first_chunk + count - 1 == length() / bpc_) {
+    out[count - 1] = tail_checksum_;  // the stored sum may cover bytes written since
+  }
+  return s;
 }
 
 Status ReplicaReader::ReadData(uint64_t offset, size_t n, char* out) const {
@@ -614,7 +621,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
             fmt::format("{} with generation stamp {} is already being written here", name, gs));
       }
       DFS_ASSIGN_OR_RETURN(v, ChooseVolume());
-      writing_.insert({id, gs});
+      writing_.emplace(std::pair{id, gs}, Writing{v, bytes_per_checksum, std::make_shared<ReplicaProgress>()});
     }
     const std::string base = fmt::format("{}/tmp/{}", volumes_[v]->dir, ReplicaFileName(id, gs));
     const std::string meta = base + ".meta";
@@ -636,6 +643,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
     b.set_id(id);
     b.set_gen_stamp(gs);
     std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, v, b, bytes_per_checksum, base, meta, dfd, mfd));
+    w->progress_ = ProgressOf(id, gs);
     w->reserved_ = options_.block_size;
     volumes_[v]->reserved += w->reserved_;
     w->in_flight_ = kMetaHeaderBytes;
@@ -652,6 +660,12 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
 void BlockStore::ForgetTemporary(uint64_t id, uint64_t gs) {
   std::lock_guard<std::mutex> l(mu_);
   writing_.erase({id, gs});
+}
+
+std::shared_ptr<ReplicaProgress> BlockStore::ProgressOf(uint64_t id, uint64_t gs) const {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = writing_.find({id, gs});
+  return it == writing_.end() ? std::make_shared<ReplicaProgress>() : it->second.progress;
 }
 
 Result<proto::Block> BlockStore::Publish(ReplicaWriter* w, int* err) {
@@ -709,52 +723,99 @@ Result<proto::Block> BlockStore::Publish(ReplicaWriter* w, int* err) {
   return w->block_;
 }
 
+Result<BlockStore::ReplicaInfo> BlockStore::VisibleLength(const proto::Block& block) const {
+  const uint64_t id = block.id();
+  std::lock_guard<std::mutex> l(mu_);
+  ReplicaInfo info;
+  auto it = replicas_.find(id);
+  if (it != replicas_.end() && it->second.gen_stamp == block.gen_stamp()) {
+    info.state = proto::REPLICA_FINALIZED;
+    info.gen_stamp = it->second.gen_stamp;
+    info.num_bytes = it->second.num_bytes;
+    return info;
+  }
+  if (auto w = writing_.find({id, block.gen_stamp()}); w != writing_.end()) {
+    info.state = proto::REPLICA_BEING_WRITTEN;
+    info.gen_stamp = block.gen_stamp();
+    info.num_bytes = w->second.progress->Get().first;
+    info.writing = true;
+    return info;
+  }
+  const std::string name = BlockName(BlockId(id));
+  if (it == replicas_.end()) return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
+  return Status::Stale(fmt::format("{} is stored with generation stamp {}, not the requested {}", name,
+                                   it->second.gen_stamp, block.gen_stamp()));
+}
+
 Result<std::unique_ptr<ReplicaReader>> BlockStore::OpenForRead(const proto::Block& block) {
   const uint64_t id = block.id();
   const std::string name = BlockName(BlockId(id));
-  Replica r;
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = replicas_.find(id);
-    if (it == replicas_.end()) return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
-    r = it->second;
+  // A replica being written may be published (or given up) between the
+  // look-up and the open: then the second round finds it finalized (or gone).
+  for (int round = 0;; ++round) {
+    Replica r;
+    std::shared_ptr<ReplicaProgress> progress;  // set when the replica is being written
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      auto it = replicas_.find(id);
+      auto w = writing_.find({id, block.gen_stamp()});
+      if (it != replicas_.end() && (it->second.gen_stamp == block.gen_stamp() || w == writing_.end())) {
+        r = it->second;
+      } else if (w != writing_.end()) {
+        r = Replica{block.gen_stamp(), 0, w->second.volume, w->second.bpc};
+        progress = w->second.progress;
+      } else {
+        return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
+      }
+    }
+    if (r.gen_stamp != block.gen_stamp()) {
+      return Status::Stale(fmt::format("{} is stored with generation stamp {}, not the requested {}", name,
+                                       r.gen_stamp, block.gen_stamp()));
+    }
+    const std::string path = progress ? TmpPath(r.volume, id, r.gen_stamp) : FinalPath(r.volume, id, r.gen_stamp);
+    int dfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (dfd < 0) {
+      const int err = errno;
+      if (err == ENOENT && progress && round == 0) continue;
+      // ENOENT: deleted between the lookup and the open, unless the volume is gone.
+      return OnIoError(r.volume,
+                       err == ENOENT ? Status::NotFound(fmt::format("{} is not stored on this DataNode", name))
+                                     : Status::FromErrno("open " + path, err),
+                       err);
+    }
+    int mfd = ::open((path + ".meta").c_str(), O_RDONLY | O_CLOEXEC);
+    if (mfd < 0) {
+      const int err = errno;
+      ::close(dfd);
+      if (err == ENOENT && progress && round == 0) continue;
+      return OnIoError(r.volume, Status::FromErrno("open " + path + ".meta", err), err);
+    }
+    uint64_t tail_sum = 0;
+    if (progress) std::tie(r.num_bytes, tail_sum) = progress->Get();
+    proto::Block b;
+    b.set_id(id);
+    b.set_gen_stamp(r.gen_stamp);
+    b.set_num_bytes(r.num_bytes);
+    std::unique_ptr<ReplicaReader> reader(new ReplicaReader(this, r.volume, b, 0, dfd, mfd, path));
+    reader->being_written_ = progress != nullptr;
+    reader->tail_checksum_ = tail_sum;
+    char hdr[kMetaHeaderBytes];
+    int err = 0;
+    if (Status s = PReadAll(mfd, hdr, sizeof hdr, 0, path + ".meta", &err); !s.ok()) return OnIoError(r.volume, s, err);
+    DFS_ASSIGN_OR_RETURN(reader->bpc_, DecodeMetaHeader(hdr, path + ".meta"));
+    struct stat st {};
+    if (::fstat(dfd, &st) != 0) return Status::FromErrno("stat " + path, errno);
+    // A replica being written holds at least what was acknowledged, unless a
+    // pipeline recovery cut it back (under a new gen stamp) since the look-up.
+    if (progress && static_cast<uint64_t>(st.st_size) < r.num_bytes) {
+      return Status::Stale(fmt::format("{} was cut back by a pipeline recovery while it was being opened", name));
+    }
+    if (!progress && static_cast<uint64_t>(st.st_size) != r.num_bytes) {
+      return Status::Corruption(
+          fmt::format("{} has {} bytes on disk but {} were written", path, st.st_size, r.num_bytes));
+    }
+    return reader;
   }
-  if (r.gen_stamp != block.gen_stamp()) {
-    return Status::Stale(fmt::format("{} is stored with generation stamp {}, not the requested {}", name, r.gen_stamp,
-                                     block.gen_stamp()));
-  }
-  const std::string path = FinalPath(r.volume, id, r.gen_stamp);
-  int dfd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (dfd < 0) {
-    const int err = errno;
-    // ENOENT: deleted between the lookup and the open, unless the volume is gone.
-    return OnIoError(r.volume,
-                     err == ENOENT ? Status::NotFound(fmt::format("{} is not stored on this DataNode", name))
-                                   : Status::FromErrno("open " + path, err),
-                     err);
-  }
-  int mfd = ::open((path + ".meta").c_str(), O_RDONLY | O_CLOEXEC);
-  if (mfd < 0) {
-    const int err = errno;
-    ::close(dfd);
-    return OnIoError(r.volume, Status::FromErrno("open " + path + ".meta", err), err);
-  }
-  proto::Block b;
-  b.set_id(id);
-  b.set_gen_stamp(r.gen_stamp);
-  b.set_num_bytes(r.num_bytes);
-  std::unique_ptr<ReplicaReader> reader(new ReplicaReader(this, r.volume, b, 0, dfd, mfd, path));
-  char hdr[kMetaHeaderBytes];
-  int err = 0;
-  if (Status s = PReadAll(mfd, hdr, sizeof hdr, 0, path + ".meta", &err); !s.ok()) return OnIoError(r.volume, s, err);
-  DFS_ASSIGN_OR_RETURN(reader->bpc_, DecodeMetaHeader(hdr, path + ".meta"));
-  struct stat st {};
-  if (::fstat(dfd, &st) != 0) return Status::FromErrno("stat " + path, errno);
-  if (static_cast<uint64_t>(st.st_size) != r.num_bytes) {
-    return Status::Corruption(
-        fmt::format("{} has {} bytes on disk but {} were written", path, st.st_size, r.num_bytes));
-  }
-  return reader;
 }
 
 Status BlockStore::Delete(const proto::Block& block) {
@@ -1089,7 +1150,7 @@ BlockStore::ReplicaInfo BlockStore::Inspect(BlockId id) const {
   std::lock_guard<std::mutex> l(mu_);
   ReplicaInfo info;
   auto w = writing_.lower_bound({id.value(), 0});
-  info.writing = w != writing_.end() && w->first == id.value();
+  info.writing = w != writing_.end() && w->first.first == id.value();
   if (auto it = replicas_.find(id.value()); it != replicas_.end()) {
     info.state = proto::REPLICA_FINALIZED;
     info.gen_stamp = it->second.gen_stamp;
@@ -1113,10 +1174,10 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
   {
     std::lock_guard<std::mutex> l(mu_);
     auto w = writing_.lower_bound({id, 0});
-    if (w != writing_.end() && w->first == id) {
+    if (w != writing_.end() && w->first.first == id) {
       return Status::AlreadyExists(
           fmt::format("{} (generation stamp {}) is still being written here; retry once that write ends", name,
-                      w->second));
+                      w->first.second));
     }
     auto fin = replicas_.find(id);
     auto rt = recoverable_.find(id);
@@ -1156,7 +1217,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
     } else {
       recoverable_.erase(rt);
     }
-    writing_.insert({id, new_gs});
+    writing_.emplace(std::pair{id, new_gs}, Writing{volume, bpc, std::make_shared<ReplicaProgress>()});
   }
   const std::string data = TmpPath(volume, id, new_gs);
   const std::string meta = data + ".meta";
@@ -1173,6 +1234,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
   }
   // From here on the writer owns the files: an error below aborts (deletes) them.
   std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, volume, b, bpc, data, meta, dfd, mfd));
+  w->progress_ = ProgressOf(id, new_gs);
   // The kept bytes count as being written, as a new replica's do (capacity checks, remaining()).
   w->in_flight_ = length + MetaFileSize(length, bpc);
   volumes_[volume]->in_flight += w->in_flight_;
@@ -1196,6 +1258,8 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
   const uint32_t tail = static_cast<uint32_t>(rem);
   DFS_RETURN_IF_ERROR(PWriteAll(mfd, &tail, 4, kMetaTailOffset, meta));
   w->meta_tail_ = tail;
+  // The writer acknowledged the kept bytes, and every node of the new pipeline has them.
+  w->progress_->Publish(length, w->tail_checksum());
   Log("dn")->info("recovering {}: generation stamp {} -> {}, {} of {} bytes kept", name, old_gs, new_gs, length,
                   have);
   return w;

@@ -58,6 +58,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -78,6 +79,30 @@ inline constexpr uint16_t kMetaVersion = 1;
 inline constexpr uint16_t kChecksumTypeXxh3 = 1;
 
 class BlockStore;
+
+// What a reader may see of a replica being written: the bytes that this node
+// and every node behind it in the pipeline have acknowledged (HDFS's
+// bytesAcked), with the checksum of the partial chunk they end in, if they
+// end inside one (the sum stored on disk may already cover later bytes).
+// Written by the transfer server as it acks, read by readers; thread-safe.
+class ReplicaProgress {
+ public:
+  void Publish(uint64_t acked, uint64_t tail_checksum) {
+    std::lock_guard<std::mutex> l(mu_);
+    acked_ = acked;
+    tail_checksum_ = tail_checksum;
+  }
+  // {acked bytes, checksum of their partial last chunk (0 when it is whole)}.
+  std::pair<uint64_t, uint64_t> Get() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return {acked_, tail_checksum_};
+  }
+
+ private:
+  mutable std::mutex mu_;
+  uint64_t acked_ = 0;
+  uint64_t tail_checksum_ = 0;
+};
 
 // A replica being written under tmp/. Destroying it without Finalize() aborts it.
 class ReplicaWriter {
@@ -107,6 +132,10 @@ class ReplicaWriter {
   uint64_t length() const { return length_; }
   uint32_t bytes_per_checksum() const { return bpc_; }
   const proto::Block& block() const { return block_; }
+  // The checksum of the partial chunk that length() ends in; 0 when it ends on a chunk boundary.
+  uint64_t tail_checksum() const;
+  // Where the caller publishes what readers may see (see ReplicaProgress).
+  const std::shared_ptr<ReplicaProgress>& progress() const { return progress_; }
 
  private:
   friend class BlockStore;
@@ -129,12 +158,14 @@ class ReplicaWriter {
   uint32_t meta_tail_ = 0;   // the tail field in the meta header (see the top of this file)
   bool dir_synced_ = false;  // tmp/ was fsynced since these files got their names
   bool done_ = false;
+  std::shared_ptr<ReplicaProgress> progress_;
   uint64_t in_flight_ = 0;  // bytes this writer put under tmp/ (data and meta), counted in its volume's in_flight
   uint64_t reserved_ = 0;   // reservation not yet written, counted in its volume's reserved
 };
 
-// An open finalized replica: file descriptors stay valid even if the replica is
-// deleted meanwhile.
+// An open replica: a finalized one, or one being written, of which it reads
+// the bytes acknowledged when it was opened. File descriptors stay valid even
+// if the replica is deleted, published or recovered meanwhile.
 class ReplicaReader {
  public:
   ~ReplicaReader();
@@ -145,7 +176,10 @@ class ReplicaReader {
   uint64_t length() const { return block_.num_bytes(); }
   uint32_t bytes_per_checksum() const { return bpc_; }
   int data_fd() const { return data_fd_; }
-  // Reads `count` stored checksums starting at chunk `first_chunk`.
+  bool being_written() const { return being_written_; }
+  // Reads `count` checksums starting at chunk `first_chunk`. For a replica
+  // being written, the partial chunk that length() ends in gets the sum of
+  // those bytes (ReplicaProgress), not the stored one.
   [[nodiscard]] Status ReadChecksums(uint64_t first_chunk, size_t count, uint64_t* out) const;
   // Reads data bytes with pread (for callers that cannot use data_fd with sendfile).
   [[nodiscard]] Status ReadData(uint64_t offset, size_t n, char* out) const;
@@ -167,6 +201,8 @@ class ReplicaReader {
   uint32_t bpc_;
   int data_fd_, meta_fd_;
   std::string path_;
+  bool being_written_ = false;
+  uint64_t tail_checksum_ = 0;  // being written: the sum of the partial chunk length() ends in
 };
 
 class BlockStore {
@@ -197,7 +233,9 @@ class BlockStore {
   // newer gen stamp is finalized; NoSpace when no volume has room.
   Result<std::unique_ptr<ReplicaWriter>> CreateTemporary(const proto::Block& block, uint32_t bytes_per_checksum);
 
-  // Opens a finalized replica. NotFound when absent; Stale when the stored gen
+  // Opens the finalized replica, or else the one being written with
+  // block.gen_stamp(), up to what its pipeline acknowledged (a reader of a
+  // file being written). NotFound when absent; Stale when the stored gen
   // stamp differs from block.gen_stamp(); Corruption when its meta file is bad.
   Result<std::unique_ptr<ReplicaReader>> OpenForRead(const proto::Block& block);
 
@@ -212,6 +250,10 @@ class BlockStore {
     bool writing = false;
   };
   ReplicaInfo Inspect(BlockId id) const;
+  // What OpenForRead would serve of `block`: state REPLICA_FINALIZED and its
+  // length, or REPLICA_BEING_WRITTEN and the bytes acknowledged so far. Same
+  // errors as OpenForRead, without opening anything.
+  Result<ReplicaInfo> VisibleLength(const proto::Block& block) const;
   // Reopens this node's replica of `id` stored under a gen stamp in
   // [min_gen_stamp, new_gen_stamp) (a recoverable temporary, or a finalized
   // replica, which goes back to tmp/), truncated to `length` bytes and renamed
@@ -304,6 +346,7 @@ class BlockStore {
   void FailVolume(size_t v, const Status& why);
   Result<proto::Block> Publish(ReplicaWriter* w, int* err);
   void ForgetTemporary(uint64_t id, uint64_t gs);
+  std::shared_ptr<ReplicaProgress> ProgressOf(uint64_t id, uint64_t gs) const;
   void KeepRecoverable(ReplicaWriter* w);
   std::string TmpPath(size_t volume, uint64_t id, uint64_t gs) const;
   // Forgets and deletes a recoverable temporary of `id` older than gen stamp `gs`.
@@ -316,7 +359,12 @@ class BlockStore {
 
   mutable std::mutex mu_;
   std::unordered_map<uint64_t, Replica> replicas_;   // by block id; finalized only
-  std::set<std::pair<uint64_t, uint64_t>> writing_;  // (id, gs) under tmp/
+  struct Writing {
+    size_t volume;
+    uint32_t bpc;
+    std::shared_ptr<ReplicaProgress> progress;
+  };
+  std::map<std::pair<uint64_t, uint64_t>, Writing> writing_;  // by (id, gs): being written under tmp/
   std::unordered_map<uint64_t, Recoverable> recoverable_;  // by block id: suspended writes under tmp/
   size_t next_volume_ = 0;                           // round robin among ties
   std::atomic<uint64_t> syncs_{0};

@@ -47,6 +47,9 @@ struct XferServer::WriteContext {
     bool last;
     Status status;           // not OK: this node failed; the ack says so and ends the write
     bool downstream_failed;  // the packet could not be forwarded
+    bool data = false;       // a data packet: its ack makes `end` visible to readers
+    uint64_t end = 0;        // the replica's length after the packet
+    uint64_t tail_sum = 0;   // the checksum of the partial chunk `end` ends in (0: none)
   };
 
   Socket* up = nullptr;
@@ -54,6 +57,7 @@ struct XferServer::WriteContext {
   std::string down_addr;      // "ip:port" of the downstream node
   size_t num_downstream = 0;  // nodes behind this one
   std::unique_ptr<ReplicaWriter> writer;
+  std::shared_ptr<ReplicaProgress> progress;  // the writer's, for the responder
   std::string block_name;
   std::string peer;
 
@@ -208,9 +212,13 @@ void XferServer::Serve(Socket sock, Conn* conn) {
         if (!HandleFetch(sock, req)) break;
         continue;
       }
+      if (req.op() == proto::REPLICA_VISIBLE_LENGTH) {
+        if (!HandleVisibleLength(sock, req)) break;
+        continue;
+      }
       Status bad = Status::ProtocolError(
           fmt::format("unknown data transfer operation {} (this DataNode knows READ_BLOCK, WRITE_BLOCK, "
-                      "RECOVER_REPLICA and FETCH_MAP_OUTPUT)",
+                      "RECOVER_REPLICA, FETCH_MAP_OUTPUT and REPLICA_VISIBLE_LENGTH)",
                       static_cast<int>(req.op())));
       Log("dn")->warn("bad request from {}: {}", peer, bad.message());
       ReplyError(sock, bad);
@@ -287,6 +295,20 @@ bool XferServer::HandleRead(Socket& sock, const proto::OpRequest& req) {
   h.set_data_len(0);
   h.set_last(true);
   return SendPacket(sock, h, nullptr, 0, nullptr, &scratch, timeout).ok();
+}
+
+bool XferServer::HandleVisibleLength(Socket& sock, const proto::OpRequest& req) {
+  auto info = store_->VisibleLength(req.block());
+  if (!info.ok()) {
+    ReplyError(sock, info.status().Prepend("DataNode " + options_.node_label));
+    return true;
+  }
+  proto::OpResponse resp;
+  resp.set_code(proto::OK);
+  resp.set_replica_state(static_cast<proto::ReplicaState>(info->state));
+  resp.set_replica_gen_stamp(info->gen_stamp);
+  resp.set_replica_length(info->num_bytes);
+  return SendOpResponse(sock, resp, options_.socket_timeout).ok();
 }
 
 bool XferServer::HandleFetch(Socket& sock, const proto::OpRequest& req) {
@@ -380,6 +402,7 @@ void XferServer::HandleWrite(Socket& sock, const proto::OpRequest& req) {
     return;
   }
   ctx.writer = std::move(w).value();
+  ctx.progress = ctx.writer->progress();
   // A recovered replica keeps its bytes when this attempt fails too; a new one goes.
   auto give_up = [&] { req.recovery() ? ctx.writer->Suspend() : ctx.writer->Abort(); };
   const uint64_t block_id = req.block().id();
@@ -523,7 +546,7 @@ void XferServer::ReceivePackets(WriteContext& ctx) {
       if (fin.ok()) {
         log->info("received {} ({} bytes) from {}{}", ctx.block_name, fin->num_bytes(), ctx.peer,
                   ctx.down.valid() ? ", mirrored to " + ctx.down_addr : "");
-        ctx.Push({seqno, true, Status::OK(), down_failed});
+        ctx.Push({seqno, true, Status::OK(), down_failed});  // readers find the finalized replica now
         if (on_block_received_) on_block_received_(*fin);
         return;
       }
@@ -535,7 +558,8 @@ void XferServer::ReceivePackets(WriteContext& ctx) {
       ctx.Push({seqno, false, s.Prepend(me), down_failed});
       return;
     }
-    ctx.Push({seqno, false, Status::OK(), down_failed});
+    const uint64_t end = ctx.writer->length();
+    ctx.Push({seqno, false, Status::OK(), down_failed, true, end, end % bpc ? ctx.writer->tail_checksum() : 0});
     ++expected;
   }
   // The responder gave up; it does not read the queue any more.
@@ -588,6 +612,9 @@ void XferServer::RespondAcks(WriteContext& ctx) {
         }
       }
     }
+    // Every node from here down has the packet: readers may see it (before the
+    // upstream hears of it, so a writer's hflush is visible when it returns).
+    if (!terminal && e.data) ctx.progress->Publish(e.end, e.tail_sum);
     Status us = SendAck(*ctx.up, ack, &scratch, timeout);
     if (!us.ok()) {
       log->info("write of {}: cannot ack {}: {}", ctx.block_name, ctx.peer, us.ToString());

@@ -1,8 +1,9 @@
 // XferServer: the DataNode's data transfer server (dfs.datanode.address, 9866).
-// Serves READ_BLOCK (packets sent with sendfile from the replica),
-// WRITE_BLOCK (receive, verify, forward downstream, store, ack upstream),
-// RECOVER_REPLICA and FETCH_MAP_OUTPUT (the streaming shuffle) as framed in
-// common/data_transfer.h.
+// Serves READ_BLOCK (packets read from the replica, finalized or being
+// written), WRITE_BLOCK (receive, verify, forward downstream, store, ack
+// upstream; each ack publishes the acked length to readers),
+// REPLICA_VISIBLE_LENGTH, RECOVER_REPLICA and FETCH_MAP_OUTPUT (the streaming
+// shuffle) as framed in common/data_transfer.h.
 //
 // Threads: one listener thread, and one thread per connection (a write adds a
 // responder thread for its acks), capped at max_threads connections; a
@@ -91,6 +92,9 @@ class XferServer {
   bool HandleRecover(Socket& sock, const proto::OpRequest& req);
   // FETCH_MAP_OUTPUT. Returns false when the connection must be closed.
   bool HandleFetch(Socket& sock, const proto::OpRequest& req);
+  // REPLICA_VISIBLE_LENGTH (a reader of a file being written). Returns false
+  // when the connection must be closed.
+  bool HandleVisibleLength(Socket& sock, const proto::OpRequest& req);
   // Ends a write of block `id` that is still in progress here (its writer
   // moved on or vanished but our sockets have not timed out yet) and waits
   // until it let go of the replica. False when it did not within `deadline`.

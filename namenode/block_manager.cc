@@ -54,12 +54,16 @@ void BlockManager::FinishLoading() {
   }
 }
 
-void BlockManager::AddBlock(BlockId id, InodeId inode, uint64_t gen_stamp, uint32_t expected_replication) {
+void BlockManager::AddBlock(BlockId id, InodeId inode, uint64_t gen_stamp, uint32_t expected_replication,
+                            const std::vector<proto::DatanodeId>& pipeline) {
   std::lock_guard<std::mutex> l(mu_);
   BlockInfo& b = blocks_[id.value()];
   b.inode = inode;
   b.gen_stamp = gen_stamp;
   b.expected = expected_replication;
+  for (const auto& d : pipeline) {
+    if (auto it = node_by_uuid_.find(d.uuid()); it != node_by_uuid_.end()) b.pipeline.push_back(it->second);
+  }
 }
 
 void BlockManager::CommitBlock(BlockId id, uint64_t num_bytes) {
@@ -69,6 +73,7 @@ void BlockManager::CommitBlock(BlockId id, uint64_t num_bytes) {
   BlockInfo& b = it->second;
   b.num_bytes = num_bytes;
   b.committed = true;
+  if (!b.nodes.empty()) b.pipeline = {};
   ++committed_blocks_;
   if (!b.nodes.empty()) ++safe_blocks_;
 }
@@ -118,10 +123,15 @@ std::vector<proto::DatanodeId> BlockManager::Locations(BlockId id, const std::st
   *corrupt = false;
   auto it = blocks_.find(id.value());
   if (it == blocks_.end()) return {};
-  std::vector<uint32_t> order = it->second.nodes;
-  if (order.empty() && !it->second.corrupt.empty()) {
+  const BlockInfo& b = it->second;
+  std::vector<uint32_t> order = b.nodes;
+  const auto has = [](const std::vector<uint32_t>& v, uint32_t n) { return std::find(v.begin(), v.end(), n) != v.end(); };
+  for (uint32_t n : b.pipeline) {
+    if (nodes_[n].live && !has(order, n) && !has(b.corrupt, n)) order.push_back(n);
+  }
+  if (order.empty() && !b.corrupt.empty()) {
     *corrupt = true;
-    order = it->second.corrupt;
+    order = b.corrupt;
   }
   std::shuffle(order.begin(), order.end(), rng_);
   // In-service nodes first (the reader's own host first among them), then
@@ -331,6 +341,7 @@ void BlockManager::AddReplicaLocked(uint32_t node, const proto::Block& reported)
   }
   size_t before = b.nodes.size();
   b.nodes.push_back(node);
+  if (b.committed) b.pipeline = {};  // readers have a finalized replica now
   nodes_[node].blocks.insert(reported.id());
   OnLiveCountChangeLocked(b, before);
   if (CountLocked(b).in_service >= b.expected) {

@@ -64,7 +64,12 @@ class BlockManager {
                  uint32_t expected_replication);
   // After loading: enters safe mode when there are blocks to wait for.
   void FinishLoading();
-  void AddBlock(BlockId id, InodeId inode, uint64_t gen_stamp, uint32_t expected_replication);
+  // `pipeline`: the DataNodes the block is written to. They count as its
+  // locations until it is committed and a DataNode reported a finalized
+  // replica, so that readers of the file being written find it, also in the
+  // moment between the commit and the first report (not kept across a restart).
+  void AddBlock(BlockId id, InodeId inode, uint64_t gen_stamp, uint32_t expected_replication,
+                const std::vector<proto::DatanodeId>& pipeline = {});
   // The writer finished the block at `num_bytes`; replicas of another length are dropped.
   void CommitBlock(BlockId id, uint64_t num_bytes);
   // Forgets the blocks and tells their DataNodes to delete the replicas.
@@ -72,7 +77,8 @@ class BlockManager {
   void SetExpectedReplication(BlockId id, uint32_t replication);
   uint32_t LiveReplicas(BlockId id) const;
   // Replica locations, nearest to `reader_ip` first. Sets *corrupt when only
-  // corrupt replicas remain (they are returned so the reader can say so).
+  // corrupt replicas remain (they are returned so the reader can say so). For
+  // a block being written or just committed, also the live nodes of its pipeline.
   std::vector<proto::DatanodeId> Locations(BlockId id, const std::string& reader_ip, bool* corrupt) const;
   // Picks up to n distinct live DataNodes for a new block: the writer's own host
   // first when it runs a DataNode, then the least loaded. Unavailable when none.
@@ -132,6 +138,7 @@ class BlockManager {
     std::vector<uint32_t> corrupt;  // DataNodes with a replica reported corrupt
     std::vector<uint32_t> deleting; // DataNodes told to delete their replica, not yet confirmed
     std::vector<uint32_t> excess;   // DataNodes told to delete a replica over the target, not yet confirmed
+    std::vector<uint32_t> pipeline; // the DataNodes it is written to, until committed and reported (AddBlock)
   };
   struct Node {
     proto::DatanodeId id;

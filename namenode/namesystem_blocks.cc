@@ -92,7 +92,7 @@ Status Namesystem::AddBlock(const Caller& c, const proto::AddBlockRequest& req, 
     rec.add_block_ids(id);
     PutDentry(&batch, e.parent, e.name, rec);
     DFS_RETURN_IF_ERROR(Commit(&batch, &ticket));
-    blocks_->AddBlock(BlockId(id), InodeId(rec.id()), gs, rec.replication());
+    blocks_->AddBlock(BlockId(id), InodeId(rec.id()), gs, rec.replication(), targets);
     auto* lb = resp->mutable_block();
     lb->mutable_block()->set_id(id);
     lb->mutable_block()->set_gen_stamp(gs);
@@ -191,17 +191,20 @@ Status Namesystem::GetBlockLocations(const Caller& c, const proto::GetBlockLocat
   uint64_t pos = 0;
   for (uint64_t id : e.rec.block_ids()) {
     DFS_ASSIGN_OR_RETURN(proto::BlockRecord br, store_->GetBlock(id));
-    if (!br.committed()) {
-      // The block being written: its length is not known yet; readers see committed bytes only.
-      if (pos < begin) break;
-    }
     const uint64_t len = br.num_bytes();
-    if (pos + len > begin && pos < end) {
+    // The block being written (always the last): its length is known to the
+    // DataNodes of its pipeline only. A reader that asks for it gets it
+    // wherever the range starts, and learns its length from one of them.
+    const bool uc = !br.committed();
+    if (uc && !req.include_under_construction() && pos < begin) break;
+    const bool wanted = uc && req.include_under_construction() ? pos < end : pos + len > begin && pos < end;
+    if (wanted) {
       auto* lb = resp->add_blocks();
       lb->mutable_block()->set_id(id);
       lb->mutable_block()->set_gen_stamp(br.gen_stamp());
       lb->mutable_block()->set_num_bytes(len);
       lb->set_offset(pos);
+      lb->set_under_construction(uc);
       bool corrupt = false;
       for (auto& d : blocks_->Locations(BlockId(id), c.ip, &corrupt)) *lb->add_locations() = std::move(d);
       lb->set_corrupt(corrupt);

@@ -99,3 +99,36 @@ TEST_CASE("a block that has landed stops counting as a whole block against its D
   }
   CHECK(bm.ChooseTargets(1, "", {}, kBlock).ok());
 }
+
+TEST_CASE("a block's pipeline stands for its locations until it is committed and a replica is reported",
+          "[block_manager][visible]") {
+  BlockManager bm(BlockManager::Options{});
+  std::vector<proto::DatanodeId> ids;
+  for (int i = 0; i < 4; ++i) {
+    proto::DatanodeId id;
+    id.set_uuid("dn" + std::to_string(i));
+    id.set_xfer_port(static_cast<uint32_t>(9866 + i));
+    REQUIRE_OK(bm.Register(id, Stats(id.uuid()), "127.0.0.1").status());
+    ids.push_back(id);
+  }
+  const auto uuids = [&](BlockId b) {
+    bool corrupt = false;
+    std::set<std::string> out;
+    for (const auto& d : bm.Locations(b, "127.0.0.1", &corrupt)) out.insert(d.uuid());
+    return out;
+  };
+  bm.AddBlock(BlockId(7), InodeId(100), 1, 3, {ids[0], ids[2], ids[3]});
+  // Being written: readers of the file find it on its pipeline.
+  CHECK(uuids(BlockId(7)) == std::set<std::string>{"dn0", "dn2", "dn3"});
+  // Committed (the writer moved on to the next block) before any DataNode
+  // reported it: still there, not nowhere.
+  bm.CommitBlock(BlockId(7), 1000);
+  CHECK(uuids(BlockId(7)) == std::set<std::string>{"dn0", "dn2", "dn3"});
+  // The first report: from now on the reported replicas only.
+  proto::Block pb;
+  pb.set_id(7);
+  pb.set_gen_stamp(1);
+  pb.set_num_bytes(1000);
+  REQUIRE_OK(bm.IncrementalBlockReport("dn2", {pb}, {}));
+  CHECK(uuids(BlockId(7)) == std::set<std::string>{"dn2"});
+}

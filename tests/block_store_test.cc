@@ -599,3 +599,69 @@ TEST_CASE("block store keeps an unfinished replica across a restart, cut to what
     CHECK(fs::is_empty(t.path() + "/tmp"));
   }
 }
+
+TEST_CASE("block store serves a replica being written up to what its pipeline acknowledged",
+          "[block_store][visible]") {
+  TempDir t;
+  auto store = OpenStore({t.path()});
+  const std::string data = RandomBytes(1000, 4);
+  const uint32_t bpc = 128;
+  auto w = store->CreateTemporary(Blk(9, 3), bpc);
+  REQUIRE(w.ok());
+
+  // Nothing acknowledged yet: an empty replica being written.
+  auto vis = store->VisibleLength(Blk(9, 3));
+  REQUIRE(vis.ok());
+  CHECK(vis->state == dfs::proto::REPLICA_BEING_WRITTEN);
+  CHECK(vis->num_bytes == 0);
+  {
+    auto r = store->OpenForRead(Blk(9, 3));
+    REQUIRE(r.ok());
+    CHECK((*r)->being_written());
+    CHECK((*r)->length() == 0);
+  }
+
+  // 300 bytes written and acknowledged (ending inside the third chunk), then
+  // 50 more written into that chunk but not yet acknowledged: the stored sum
+  // of the third chunk now covers 350 - 256 bytes, the reader's must cover 44.
+  AppendAll(**w, data.substr(0, 300), 300);
+  (*w)->progress()->Publish(300, (*w)->tail_checksum());
+  std::vector<uint64_t> sums(2);
+  dfs::ComputePacketChecksums(300, data.data() + 300, 50, bpc, sums.data());
+  REQUIRE((*w)->Append(data.data() + 300, 50, sums.data()).ok());
+  CHECK((*w)->length() == 350);
+
+  vis = store->VisibleLength(Blk(9, 3));
+  REQUIRE(vis.ok());
+  CHECK(vis->num_bytes == 300);
+  {
+    auto r = store->OpenForRead(Blk(9, 3));
+    REQUIRE(r.ok());
+    CHECK((*r)->length() == 300);
+    std::string got(300, '\0');
+    REQUIRE((*r)->ReadData(0, got.size(), got.data()).ok());
+    CHECK(got == data.substr(0, 300));
+    std::vector<uint64_t> stored(3), expect(3);
+    REQUIRE((*r)->ReadChecksums(0, 3, stored.data()).ok());
+    dfs::ComputeChecksums(got.data(), got.size(), bpc, expect.data());
+    CHECK(stored == expect);
+    // Whole chunks read alone keep their stored sums.
+    REQUIRE((*r)->ReadChecksums(1, 1, stored.data()).ok());
+    CHECK(stored[0] == expect[1]);
+  }
+  // A wrong generation stamp is refused, as for a finalized replica.
+  CHECK(store->VisibleLength(Blk(9, 2)).status().code() == dfs::StatusCode::kNotFound);
+  CHECK(store->OpenForRead(Blk(9, 4)).status().code() == dfs::StatusCode::kNotFound);
+
+  // Once published, readers get the finalized replica, whole.
+  sums.resize(dfs::PacketChunks(350, 650, bpc));
+  dfs::ComputePacketChecksums(350, data.data() + 350, 650, bpc, sums.data());
+  REQUIRE((*w)->Append(data.data() + 350, 650, sums.data()).ok());
+  REQUIRE((*w)->Finalize().ok());
+  vis = store->VisibleLength(Blk(9, 3));
+  REQUIRE(vis.ok());
+  CHECK(vis->state == dfs::proto::REPLICA_FINALIZED);
+  CHECK(vis->num_bytes == 1000);
+  CHECK(ReadReplica(*store, 9, 3) == data);
+  CHECK(store->VisibleLength(Blk(9, 2)).status().code() == dfs::StatusCode::kStale);
+}

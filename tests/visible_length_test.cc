@@ -1,0 +1,165 @@
+// Readers of a file being written: they see what the pipeline acknowledged of
+// its last block (HDFS's visible length), learnt from a DataNode, including a
+// partial chunk whose stored checksum the writer keeps rewriting.
+#include <atomic>
+#include <thread>
+
+#include <catch2/catch.hpp>
+
+#include "common/block_reader.h"
+#include "tests/mini_cluster.h"
+#include "tests/test_util.h"
+
+using namespace dfs;
+using namespace dfs::test;
+
+namespace {
+
+// Reads from the stream's position to its length.
+Result<std::string> ReadOn(client::InputStream& in) {
+  std::string out;
+  char buf[100000];
+  while (in.Position() < in.Length()) {
+    auto n = in.Read(buf, sizeof buf);
+    if (!n.ok()) return n.status();
+    if (*n == 0) break;
+    out.append(buf, *n);
+  }
+  return out;
+}
+
+uint64_t CorruptBlocks(client::FileSystem& fs) {
+  auto st = fs.GetStats();
+  return st.ok() ? st->corrupt_blocks() : ~0ull;
+}
+
+}  // namespace
+
+TEST_CASE("visible length: a reader sees what the writer flushed, inside a chunk and across blocks",
+          "[cluster][visible]") {
+  auto mc = MiniCluster::Start();
+  REQUIRE_OK(mc.status());
+  auto writer = (*mc)->NewClient();
+  auto reader = (*mc)->NewClient();
+  const std::string data = RandomBytes((3 << 20) + 777, 11);
+  auto out = writer->Create("/growing.log");
+  REQUIRE_OK(out.status());
+
+  // Nothing written yet: an empty file, not an error.
+  auto in = reader->Open("/growing.log");
+  REQUIRE_OK(in.status());
+  CHECK((*in)->Length() == 0);
+
+  // 1.5 blocks and 100 bytes: the last block ends inside a chunk.
+  size_t at = (3 << 19) + 100;
+  REQUIRE_OK((*out)->Write(data.data(), at));
+  REQUIRE_OK((*out)->Flush());
+  REQUIRE_OK((*in)->Refresh());
+  CHECK((*in)->Length() == at);
+  auto got = ReadOn(**in);
+  REQUIRE_OK(got.status());
+  CHECK(*got == data.substr(0, at));
+
+  // 50 more bytes in the same chunk: its checksum changed on every DataNode.
+  REQUIRE_OK((*out)->Write(data.data() + at, 50));
+  at += 50;
+  REQUIRE_OK((*out)->Flush());
+  REQUIRE_OK((*in)->Refresh());
+  CHECK((*in)->Length() == at);
+  got = ReadOn(**in);
+  REQUIRE_OK(got.status());
+  CHECK(*got == data.substr(at - 50, 50));
+  // pread of a range that ends in the partial chunk.
+  std::string piece(1000, '\0');
+  auto n = (*in)->PRead(at - 1000, piece.data(), piece.size());
+  REQUIRE_OK(n.status());
+  CHECK(*n == 1000);
+  CHECK(piece == data.substr(at - 1000, 1000));
+
+  // Into the fourth block, then a new reader opening mid-write.
+  REQUIRE_OK((*out)->Write(data.data() + at, (3 << 20) + 10 - at));
+  at = (3 << 20) + 10;
+  REQUIRE_OK((*out)->Sync());
+  auto late = reader->Open("/growing.log");
+  REQUIRE_OK(late.status());
+  CHECK((*late)->Length() == at);
+  got = ReadOn(**late);
+  REQUIRE_OK(got.status());
+  CHECK(*got == data.substr(0, at));
+  // The NameNode's own length counts completed blocks only.
+  auto info = reader->GetFileInfo("/growing.log");
+  REQUIRE_OK(info.status());
+  CHECK(info->under_construction);
+  CHECK(info->length == (3u << 20));
+
+  // Closed: the same bytes, now from finalized replicas.
+  REQUIRE_OK((*out)->Write(data.data() + at, data.size() - at));
+  REQUIRE_OK((*out)->Close());
+  REQUIRE_OK((*in)->Refresh());
+  CHECK((*in)->Length() == data.size());
+  got = ReadOn(**in);
+  REQUIRE_OK(got.status());
+  CHECK(*got == data.substr((3 << 19) + 150));  // where the first reader had stopped
+  CHECK(CorruptBlocks(*reader) == 0);
+}
+
+TEST_CASE("visible length: a reader following a writer that flushes odd sizes sees a prefix, never a bad checksum",
+          "[cluster][visible]") {
+  auto mc = MiniCluster::Start();
+  REQUIRE_OK(mc.status());
+  auto writer = (*mc)->NewClient();
+  auto reader = (*mc)->NewClient();
+  const std::string data = RandomBytes((5 << 19) + 12345, 12);  // 2.5 blocks
+  // With one replica, a checksum the reader gets wrong has no other replica to hide behind.
+  const uint32_t replication = GENERATE(3u, 1u);
+  INFO("replication " << replication);
+  client::CreateOptions opts;
+  opts.replication = replication;
+  auto out = writer->Create("/followed.log", opts);
+  REQUIRE_OK(out.status());
+  auto in = reader->Open("/followed.log");
+  REQUIRE_OK(in.status());
+
+  // The writer appends pieces of odd sizes, each flushed, so that most end
+  // inside a chunk whose stored checksum the next piece rewrites while the
+  // reader reads it. No Catch assertions on this thread (Catch 2 is not thread-safe).
+  Status write_status;
+  std::thread w([&] {
+    size_t at = 0, piece = 1;
+    while (at < data.size() && write_status.ok()) {
+      piece = piece * 7 % 90001 + 1;
+      const size_t n = std::min(piece, data.size() - at);
+      write_status = (*out)->Write(data.data() + at, n);
+      if (write_status.ok()) write_status = (*out)->Flush();
+      at += n;
+    }
+    if (write_status.ok()) write_status = (*out)->Close();
+  });
+  std::string seen;
+  Status read_status;
+  size_t refreshes = 0;
+  // Follows until the whole file is seen or the writer failed (with a deadline).
+  const bool done = WaitFor(
+      [&] {
+        read_status = (*in)->Refresh();
+        ++refreshes;
+        if (read_status.ok()) {
+          auto got = ReadOn(**in);
+          if (got.ok()) {
+            seen += *got;
+          } else {
+            read_status = got.status();
+          }
+        }
+        return !read_status.ok() || seen.size() >= data.size();
+      },
+      std::chrono::seconds(60));
+  w.join();
+  REQUIRE_OK(write_status);
+  REQUIRE_OK(read_status);
+  CHECK(done);
+  CHECK(seen.size() == data.size());
+  CHECK(seen == data.substr(0, seen.size()));
+  CHECK(refreshes > 1);
+  CHECK(CorruptBlocks(*reader) == 0);
+}
