@@ -741,6 +741,13 @@ Result<BlockStore::ReplicaInfo> BlockStore::VisibleLength(const proto::Block& bl
     info.writing = true;
     return info;
   }
+  if (auto rt = recoverable_.find(id);
+      rt != recoverable_.end() && rt->second.gen_stamp == block.gen_stamp() && rt->second.progress) {
+    info.state = proto::REPLICA_TEMPORARY;
+    info.gen_stamp = block.gen_stamp();
+    info.num_bytes = rt->second.progress->Get().first;
+    return info;
+  }
   const std::string name = BlockName(BlockId(id));
   if (it == replicas_.end()) return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
   return Status::Stale(fmt::format("{} is stored with generation stamp {}, not the requested {}", name,
@@ -754,16 +761,24 @@ Result<std::unique_ptr<ReplicaReader>> BlockStore::OpenForRead(const proto::Bloc
   // look-up and the open: then the second round finds it finalized (or gone).
   for (int round = 0;; ++round) {
     Replica r;
-    std::shared_ptr<ReplicaProgress> progress;  // set when the replica is being written
+    std::shared_ptr<ReplicaProgress> progress;  // set when the replica is being written, or suspended
     {
       std::lock_guard<std::mutex> l(mu_);
       auto it = replicas_.find(id);
       auto w = writing_.find({id, block.gen_stamp()});
-      if (it != replicas_.end() && (it->second.gen_stamp == block.gen_stamp() || w == writing_.end())) {
+      auto rt = recoverable_.find(id);
+      if (rt != recoverable_.end() && (rt->second.gen_stamp != block.gen_stamp() || !rt->second.progress)) {
+        rt = recoverable_.end();
+      }
+      if (it != replicas_.end() && (it->second.gen_stamp == block.gen_stamp() ||
+                                    (w == writing_.end() && rt == recoverable_.end()))) {
         r = it->second;
       } else if (w != writing_.end()) {
         r = Replica{block.gen_stamp(), 0, w->second.volume, w->second.bpc};
         progress = w->second.progress;
+      } else if (rt != recoverable_.end()) {
+        r = Replica{block.gen_stamp(), 0, rt->second.volume, rt->second.bpc};
+        progress = rt->second.progress;
       } else {
         return Status::NotFound(fmt::format("{} is not stored on this DataNode", name));
       }
@@ -1042,7 +1057,7 @@ void BlockStore::KeepRecoverable(ReplicaWriter* w) {
     return;
   }
   DropRecoverableLocked(id, gs);
-  recoverable_[id] = Recoverable{gs, w->length_, w->volume_, w->bpc_, std::chrono::steady_clock::now()};
+  recoverable_[id] = Recoverable{gs, w->length_, w->volume_, w->bpc_, std::chrono::steady_clock::now(), w->progress_};
   Log("dn")->info("kept the unfinished {} ({} bytes, generation stamp {}) for recovery",
                   BlockName(BlockId(id)), w->length_, gs);
 }

@@ -234,8 +234,9 @@ class BlockStore {
   Result<std::unique_ptr<ReplicaWriter>> CreateTemporary(const proto::Block& block, uint32_t bytes_per_checksum);
 
   // Opens the finalized replica, or else the one being written with
-  // block.gen_stamp(), up to what its pipeline acknowledged (a reader of a
-  // file being written). NotFound when absent; Stale when the stored gen
+  // block.gen_stamp(), or one whose write was suspended (until a recovery
+  // takes it), up to what its pipeline acknowledged (a reader of a file being
+  // written, or of one whose writer vanished). NotFound when absent; Stale when the stored gen
   // stamp differs from block.gen_stamp(); Corruption when its meta file is bad.
   Result<std::unique_ptr<ReplicaReader>> OpenForRead(const proto::Block& block);
 
@@ -251,7 +252,8 @@ class BlockStore {
   };
   ReplicaInfo Inspect(BlockId id) const;
   // What OpenForRead would serve of `block`: state REPLICA_FINALIZED and its
-  // length, or REPLICA_BEING_WRITTEN and the bytes acknowledged so far. Same
+  // length, or REPLICA_BEING_WRITTEN (REPLICA_TEMPORARY when suspended) and
+  // the bytes acknowledged so far. Same
   // errors as OpenForRead, without opening anything.
   Result<ReplicaInfo> VisibleLength(const proto::Block& block) const;
   // Reopens this node's replica of `id` stored under a gen stamp in
@@ -327,6 +329,9 @@ class BlockStore {
     size_t volume;
     uint32_t bpc;
     std::chrono::steady_clock::time_point since;
+    // What its pipeline had acknowledged when the write was suspended, still
+    // served to readers; none for what a restart found.
+    std::shared_ptr<ReplicaProgress> progress = nullptr;
   };
 
   explicit BlockStore(Options options) : options_(std::move(options)) {}

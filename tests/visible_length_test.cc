@@ -6,7 +6,8 @@
 
 #include <catch2/catch.hpp>
 
-#include "common/block_reader.h"
+#include "datanode/block_store.h"
+#include "datanode/datanode.h"
 #include "tests/mini_cluster.h"
 #include "tests/test_util.h"
 
@@ -161,5 +162,52 @@ TEST_CASE("visible length: a reader following a writer that flushes odd sizes se
   CHECK(seen.size() == data.size());
   CHECK(seen == data.substr(0, seen.size()));
   CHECK(refreshes > 1);
+  CHECK(CorruptBlocks(*reader) == 0);
+}
+
+TEST_CASE("visible length: a reader reads on across a pipeline recovery and after its writer vanished",
+          "[cluster][visible][recovery]") {
+  auto mc = MiniCluster::Start();
+  REQUIRE_OK(mc.status());
+  auto reader = (*mc)->NewClient();
+  const std::string data = RandomBytes((5 << 19) + 333, 13);  // 2.5 blocks
+  size_t at = (3 << 19) + 100;
+  {
+    auto writer = (*mc)->NewClient();
+    auto out = writer->Create("/broken.log");
+    REQUIRE_OK(out.status());
+    REQUIRE_OK((*out)->Write(data.data(), at));
+    REQUIRE_OK((*out)->Flush());
+    auto in = reader->Open("/broken.log");
+    REQUIRE_OK(in.status());
+    CHECK((*in)->Length() == at);
+
+    // A DataNode of the pipeline goes: the writer rebuilds it under a new
+    // generation stamp, and the reader finds the survivors.
+    (*mc)->StopDataNode(1);
+    REQUIRE_OK((*out)->Write(data.data() + at, 5000));
+    at += 5000;
+    REQUIRE_OK((*out)->Flush());
+    REQUIRE_OK((*in)->Refresh());
+    CHECK((*in)->Length() == at);
+    auto got = ReadOn(**in);
+    REQUIRE_OK(got.status());
+    CHECK(*got == data.substr(0, at));
+    // The writer goes away without closing.
+  }
+  // Its DataNodes keep the unfinished replicas for recovery and still serve
+  // what was acknowledged: a new reader sees the same bytes, and no more.
+  CHECK(WaitFor([&] {
+    return (*mc)->datanode(0)->store()->num_recoverable() == 1 && (*mc)->datanode(2)->store()->num_recoverable() == 1;
+  }));
+  auto in = reader->Open("/broken.log");
+  REQUIRE_OK(in.status());
+  CHECK((*in)->Length() == at);
+  auto got = ReadOn(**in);
+  REQUIRE_OK(got.status());
+  CHECK(*got == data.substr(0, at));
+  auto info = reader->GetFileInfo("/broken.log");
+  REQUIRE_OK(info.status());
+  CHECK(info->under_construction);  // the lease recovery has not run yet (hard limit: 5 minutes)
   CHECK(CorruptBlocks(*reader) == 0);
 }
