@@ -124,8 +124,10 @@ class DfsInputStream : public InputStream {
     }
     if (!failed.ok() && !warned_length_) {
       warned_length_ = true;
-      Log("client")->warn("{}: reading only up to the block being written ({}): {}", path_,
-                          BlockName(BlockId(lb.block().id())), failed.message());
+      Log("client")->warn(
+          "{}: no DataNode of the block being written ({}) answered, so reads stop at the completed blocks until "
+          "one of its DataNodes is back or the file is closed: {}",
+          path_, BlockName(BlockId(lb.block().id())), failed.message());
     }
     if (lb.block().num_bytes() == 0) blocks->pop_back();
   }

@@ -7,23 +7,37 @@
 
 namespace dfs {
 
+namespace {
+
+// Connects to `datanode`, sends `req` for `block` and reads the answer. Every
+// error starts with `what` ("reading blk_1", "asking for the length of blk_1").
+Result<Socket> Ask(const proto::DatanodeId& datanode, const proto::Block& block, proto::OpRequest& req,
+                   const BlockReader::Options& options, const std::string& what, proto::OpResponse* resp) {
+  const std::string dn = DataNodeName(datanode);
+  DFS_ASSIGN_OR_RETURN(Socket sock, Socket::Connect(datanode.ip(), static_cast<uint16_t>(datanode.xfer_port()),
+                                                    options.socket_timeout, dn));
+  *req.mutable_block() = block;
+  req.set_client_name(options.client_name);
+  Status s = SendOpRequest(sock, req, options.socket_timeout);
+  if (s.ok()) s = ReadOpResponse(sock, resp, options.socket_timeout);
+  if (!s.ok()) return Status(s.code(), fmt::format("{} from {}: {}", what, dn, s.message()));
+  // The DataNode's message names it.
+  if (resp->code() != proto::OK) return FromProto(resp->code(), fmt::format("{}: {}", what, resp->message()));
+  return sock;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<BlockReader>> BlockReader::Open(const proto::DatanodeId& datanode, const proto::Block& block,
                                                        uint64_t offset, uint64_t length, const Options& options) {
   const std::string dn = DataNodeName(datanode);
   const std::string name = BlockName(BlockId(block.id()));
-  DFS_ASSIGN_OR_RETURN(Socket sock, Socket::Connect(datanode.ip(), static_cast<uint16_t>(datanode.xfer_port()),
-                                                    options.socket_timeout, dn));
   proto::OpRequest req;
   req.set_op(proto::READ_BLOCK);
-  *req.mutable_block() = block;
   req.set_offset(offset);
   req.set_length(length);
-  req.set_client_name(options.client_name);
   proto::OpResponse resp;
-  Status s = SendOpRequest(sock, req, options.socket_timeout);
-  if (s.ok()) s = ReadOpResponse(sock, &resp, options.socket_timeout);
-  if (!s.ok()) return Status(s.code(), fmt::format("reading {} from {}: {}", name, dn, s.message()));
-  if (resp.code() != proto::OK) return FromProto(resp.code(), fmt::format("reading {}: {}", name, resp.message()));
+  DFS_ASSIGN_OR_RETURN(Socket sock, Ask(datanode, block, req, options, "reading " + name, &resp));
   const uint32_t bpc = resp.bytes_per_checksum();
   const uint64_t len = resp.block_length();
   const uint64_t end = length == 0 ? len : offset + length;
@@ -39,21 +53,12 @@ Result<std::unique_ptr<BlockReader>> BlockReader::Open(const proto::DatanodeId& 
 
 Result<uint64_t> BlockReader::VisibleLength(const proto::DatanodeId& datanode, const proto::Block& block,
                                             const Options& options) {
-  const std::string dn = DataNodeName(datanode);
-  const std::string name = BlockName(BlockId(block.id()));
-  DFS_ASSIGN_OR_RETURN(Socket sock, Socket::Connect(datanode.ip(), static_cast<uint16_t>(datanode.xfer_port()),
-                                                    options.socket_timeout, dn));
   proto::OpRequest req;
   req.set_op(proto::REPLICA_VISIBLE_LENGTH);
-  *req.mutable_block() = block;
-  req.set_client_name(options.client_name);
   proto::OpResponse resp;
-  Status s = SendOpRequest(sock, req, options.socket_timeout);
-  if (s.ok()) s = ReadOpResponse(sock, &resp, options.socket_timeout);
-  if (!s.ok()) return Status(s.code(), fmt::format("asking {} for the length of {}: {}", dn, name, s.message()));
-  if (resp.code() != proto::OK) {
-    return FromProto(resp.code(), fmt::format("asking for the length of {}: {}", name, resp.message()));
-  }
+  DFS_RETURN_IF_ERROR(
+      Ask(datanode, block, req, options, "asking for the length of " + BlockName(BlockId(block.id())), &resp)
+          .status());
   return resp.replica_length();
 }
 

@@ -265,6 +265,7 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
   }
   const uint64_t first_chunk = length_ / bpc_;
   const size_t nsums = PacketChunks(length_, n, bpc_);
+  uint64_t combined = 0;  // the first chunk's sum, when this append continues a partial chunk
   int err = 0;
   Status s = WriteAll(data_fd_, data, n, tmp_data_, &err);
   const uint64_t sums_off = kMetaHeaderBytes + first_chunk * 8;
@@ -273,7 +274,7 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
     // first part, so hash the whole chunk again.
     size_t piece = std::min<size_t>(n, bpc_ - tail_len_);
     std::memcpy(tail_.get() + tail_len_, data, piece);
-    uint64_t combined = ChunkChecksum(tail_.get(), tail_len_ + piece);
+    combined = ChunkChecksum(tail_.get(), tail_len_ + piece);
     s = PWriteAll(meta_fd_, &combined, 8, sums_off, tmp_meta_, &err);
     if (s.ok() && nsums > 1) s = PWriteAll(meta_fd_, checksums + 1, (nsums - 1) * 8, sums_off + 8, tmp_meta_, &err);
   } else if (s.ok()) {
@@ -296,6 +297,10 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
   const size_t old_tail = tail_len_;
   length_ += n;
   const size_t rem = static_cast<size_t>(length_ % bpc_);
+  // The sum of the partial chunk the replica now ends in: the one just stored
+  // for it (the last piece starts on a chunk boundary unless it continued the
+  // partial chunk, whose sum was hashed above).
+  tail_sum_ = rem == 0 ? 0 : (old_tail > 0 && nsums == 1) ? combined : checksums[nsums - 1];
   if (rem == 0) {
     tail_len_ = 0;
   } else if (old_tail > 0 && rem == old_tail + n) {
@@ -307,8 +312,6 @@ Status ReplicaWriter::Append(const char* data, size_t n, const uint64_t* checksu
   }
   return Status::OK();
 }
-
-uint64_t ReplicaWriter::tail_checksum() const { return tail_len_ > 0 ? ChunkChecksum(tail_.get(), tail_len_) : 0; }
 
 Status ReplicaWriter::Sync() {
   if (done_) return Status::Internal("sync of a replica that is already finalized or aborted");
@@ -606,6 +609,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
   // A volume that turns out to be broken is taken out and the next one tried.
   for (size_t attempt = 0;; ++attempt) {
     size_t v;
+    auto progress = std::make_shared<ReplicaProgress>();
     {
       std::lock_guard<std::mutex> l(mu_);
       auto it = replicas_.find(id);
@@ -621,7 +625,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
             fmt::format("{} with generation stamp {} is already being written here", name, gs));
       }
       DFS_ASSIGN_OR_RETURN(v, ChooseVolume());
-      writing_.emplace(std::pair{id, gs}, Writing{v, bytes_per_checksum, std::make_shared<ReplicaProgress>()});
+      writing_.emplace(std::pair{id, gs}, Writing{v, bytes_per_checksum, progress});
     }
     const std::string base = fmt::format("{}/tmp/{}", volumes_[v]->dir, ReplicaFileName(id, gs));
     const std::string meta = base + ".meta";
@@ -643,7 +647,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
     b.set_id(id);
     b.set_gen_stamp(gs);
     std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, v, b, bytes_per_checksum, base, meta, dfd, mfd));
-    w->progress_ = ProgressOf(id, gs);
+    w->progress_ = std::move(progress);
     w->reserved_ = options_.block_size;
     volumes_[v]->reserved += w->reserved_;
     w->in_flight_ = kMetaHeaderBytes;
@@ -660,12 +664,6 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::CreateTemporary(const proto::
 void BlockStore::ForgetTemporary(uint64_t id, uint64_t gs) {
   std::lock_guard<std::mutex> l(mu_);
   writing_.erase({id, gs});
-}
-
-std::shared_ptr<ReplicaProgress> BlockStore::ProgressOf(uint64_t id, uint64_t gs) const {
-  std::lock_guard<std::mutex> l(mu_);
-  auto it = writing_.find({id, gs});
-  return it == writing_.end() ? std::make_shared<ReplicaProgress>() : it->second.progress;
 }
 
 Result<proto::Block> BlockStore::Publish(ReplicaWriter* w, int* err) {
@@ -1186,6 +1184,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
   uint32_t bpc;
   uint64_t old_gs, have;
   std::string old_data;
+  auto progress = std::make_shared<ReplicaProgress>();
   {
     std::lock_guard<std::mutex> l(mu_);
     auto w = writing_.lower_bound({id, 0});
@@ -1232,7 +1231,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
     } else {
       recoverable_.erase(rt);
     }
-    writing_.emplace(std::pair{id, new_gs}, Writing{volume, bpc, std::make_shared<ReplicaProgress>()});
+    writing_.emplace(std::pair{id, new_gs}, Writing{volume, bpc, progress});
   }
   const std::string data = TmpPath(volume, id, new_gs);
   const std::string meta = data + ".meta";
@@ -1249,7 +1248,7 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
   }
   // From here on the writer owns the files: an error below aborts (deletes) them.
   std::unique_ptr<ReplicaWriter> w(new ReplicaWriter(this, volume, b, bpc, data, meta, dfd, mfd));
-  w->progress_ = ProgressOf(id, new_gs);
+  w->progress_ = std::move(progress);
   // The kept bytes count as being written, as a new replica's do (capacity checks, remaining()).
   w->in_flight_ = length + MetaFileSize(length, bpc);
   volumes_[volume]->in_flight += w->in_flight_;
@@ -1267,8 +1266,8 @@ Result<std::unique_ptr<ReplicaWriter>> BlockStore::Recover(BlockId block_id, uin
     w->tail_.reset(new char[bpc]);
     DFS_RETURN_IF_ERROR(PReadAll(dfd, w->tail_.get(), rem, length - rem, data));
     w->tail_len_ = rem;
-    uint64_t sum = ChunkChecksum(w->tail_.get(), rem);
-    DFS_RETURN_IF_ERROR(PWriteAll(mfd, &sum, 8, kMetaHeaderBytes + (length / bpc) * 8, meta));
+    w->tail_sum_ = ChunkChecksum(w->tail_.get(), rem);
+    DFS_RETURN_IF_ERROR(PWriteAll(mfd, &w->tail_sum_, 8, kMetaHeaderBytes + (length / bpc) * 8, meta));
   }
   const uint32_t tail = static_cast<uint32_t>(rem);
   DFS_RETURN_IF_ERROR(PWriteAll(mfd, &tail, 4, kMetaTailOffset, meta));

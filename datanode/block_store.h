@@ -133,7 +133,7 @@ class ReplicaWriter {
   uint32_t bytes_per_checksum() const { return bpc_; }
   const proto::Block& block() const { return block_; }
   // The checksum of the partial chunk that length() ends in; 0 when it ends on a chunk boundary.
-  uint64_t tail_checksum() const;
+  uint64_t tail_checksum() const { return tail_sum_; }
   // Where the caller publishes what readers may see (see ReplicaProgress).
   const std::shared_ptr<ReplicaProgress>& progress() const { return progress_; }
 
@@ -155,6 +155,7 @@ class ReplicaWriter {
   uint64_t length_ = 0;
   std::unique_ptr<char[]> tail_;  // bytes of a partial last chunk, kept only across a mid-chunk end
   size_t tail_len_ = 0;
+  uint64_t tail_sum_ = 0;    // tail_checksum()
   uint32_t meta_tail_ = 0;   // the tail field in the meta header (see the top of this file)
   bool dir_synced_ = false;  // tmp/ was fsynced since these files got their names
   bool done_ = false;
@@ -351,7 +352,6 @@ class BlockStore {
   void FailVolume(size_t v, const Status& why);
   Result<proto::Block> Publish(ReplicaWriter* w, int* err);
   void ForgetTemporary(uint64_t id, uint64_t gs);
-  std::shared_ptr<ReplicaProgress> ProgressOf(uint64_t id, uint64_t gs) const;
   void KeepRecoverable(ReplicaWriter* w);
   std::string TmpPath(size_t volume, uint64_t id, uint64_t gs) const;
   // Forgets and deletes a recoverable temporary of `id` older than gen stamp `gs`.

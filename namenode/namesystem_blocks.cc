@@ -197,7 +197,7 @@ Status Namesystem::GetBlockLocations(const Caller& c, const proto::GetBlockLocat
     // wherever the range starts, and learns its length from one of them.
     const bool uc = !br.committed();
     if (uc && !req.include_under_construction() && pos < begin) break;
-    const bool wanted = uc && req.include_under_construction() ? pos < end : pos + len > begin && pos < end;
+    const bool wanted = (uc && req.include_under_construction()) ? pos < end : (pos + len > begin && pos < end);
     if (wanted) {
       auto* lb = resp->add_blocks();
       lb->mutable_block()->set_id(id);

@@ -29,6 +29,16 @@ Result<std::string> ReadOn(client::InputStream& in) {
   return out;
 }
 
+// Refreshes `in` (as tail -f does), expects the file to have `length`
+// bytes, and expects the read from the stream's position on to return `expect`.
+void ExpectReadOn(client::InputStream& in, uint64_t length, const std::string& expect) {
+  REQUIRE_OK(in.Refresh());
+  CHECK(in.Length() == length);
+  auto got = ReadOn(in);
+  REQUIRE_OK(got.status());
+  CHECK(*got == expect);
+}
+
 uint64_t CorruptBlocks(client::FileSystem& fs) {
   auto st = fs.GetStats();
   return st.ok() ? st->corrupt_blocks() : ~0ull;
@@ -55,21 +65,13 @@ TEST_CASE("visible length: a reader sees what the writer flushed, inside a chunk
   size_t at = (3 << 19) + 100;
   REQUIRE_OK((*out)->Write(data.data(), at));
   REQUIRE_OK((*out)->Flush());
-  REQUIRE_OK((*in)->Refresh());
-  CHECK((*in)->Length() == at);
-  auto got = ReadOn(**in);
-  REQUIRE_OK(got.status());
-  CHECK(*got == data.substr(0, at));
+  ExpectReadOn(**in, at, data.substr(0, at));
 
   // 50 more bytes in the same chunk: its checksum changed on every DataNode.
   REQUIRE_OK((*out)->Write(data.data() + at, 50));
   at += 50;
   REQUIRE_OK((*out)->Flush());
-  REQUIRE_OK((*in)->Refresh());
-  CHECK((*in)->Length() == at);
-  got = ReadOn(**in);
-  REQUIRE_OK(got.status());
-  CHECK(*got == data.substr(at - 50, 50));
+  ExpectReadOn(**in, at, data.substr(at - 50, 50));
   // pread of a range that ends in the partial chunk.
   std::string piece(1000, '\0');
   auto n = (*in)->PRead(at - 1000, piece.data(), piece.size());
@@ -84,9 +86,7 @@ TEST_CASE("visible length: a reader sees what the writer flushed, inside a chunk
   auto late = reader->Open("/growing.log");
   REQUIRE_OK(late.status());
   CHECK((*late)->Length() == at);
-  got = ReadOn(**late);
-  REQUIRE_OK(got.status());
-  CHECK(*got == data.substr(0, at));
+  ExpectReadOn(**late, at, data.substr(0, at));
   // The NameNode's own length counts completed blocks only.
   auto info = reader->GetFileInfo("/growing.log");
   REQUIRE_OK(info.status());
@@ -96,11 +96,7 @@ TEST_CASE("visible length: a reader sees what the writer flushed, inside a chunk
   // Closed: the same bytes, now from finalized replicas.
   REQUIRE_OK((*out)->Write(data.data() + at, data.size() - at));
   REQUIRE_OK((*out)->Close());
-  REQUIRE_OK((*in)->Refresh());
-  CHECK((*in)->Length() == data.size());
-  got = ReadOn(**in);
-  REQUIRE_OK(got.status());
-  CHECK(*got == data.substr((3 << 19) + 150));  // where the first reader had stopped
+  ExpectReadOn(**in, data.size(), data.substr((3 << 19) + 150));  // on from where the first reader had stopped
   CHECK(CorruptBlocks(*reader) == 0);
 }
 
@@ -188,11 +184,7 @@ TEST_CASE("visible length: a reader reads on across a pipeline recovery and afte
     REQUIRE_OK((*out)->Write(data.data() + at, 5000));
     at += 5000;
     REQUIRE_OK((*out)->Flush());
-    REQUIRE_OK((*in)->Refresh());
-    CHECK((*in)->Length() == at);
-    auto got = ReadOn(**in);
-    REQUIRE_OK(got.status());
-    CHECK(*got == data.substr(0, at));
+    ExpectReadOn(**in, at, data.substr(0, at));
     // The writer goes away without closing.
   }
   // Its DataNodes keep the unfinished replicas for recovery and still serve
@@ -203,11 +195,46 @@ TEST_CASE("visible length: a reader reads on across a pipeline recovery and afte
   auto in = reader->Open("/broken.log");
   REQUIRE_OK(in.status());
   CHECK((*in)->Length() == at);
-  auto got = ReadOn(**in);
-  REQUIRE_OK(got.status());
-  CHECK(*got == data.substr(0, at));
+  ExpectReadOn(**in, at, data.substr(0, at));
   auto info = reader->GetFileInfo("/broken.log");
   REQUIRE_OK(info.status());
   CHECK(info->under_construction);  // the lease recovery has not run yet (hard limit: 5 minutes)
   CHECK(CorruptBlocks(*reader) == 0);
+}
+
+TEST_CASE("visible length: when no DataNode of the block being written answers, a reader sees the completed blocks",
+          "[cluster][visible]") {
+  auto mc = MiniCluster::Start();
+  REQUIRE_OK(mc.status());
+  auto writer = (*mc)->NewClient();
+  auto reader = (*mc)->NewClient();
+  const std::string data = RandomBytes((1 << 20) + 5000, 14);
+  client::CreateOptions one;
+  one.replication = 1;
+  auto out = writer->Create("/unanswered.log", one);
+  REQUIRE_OK(out.status());
+  REQUIRE_OK((*out)->Write(data.data(), data.size()));
+  REQUIRE_OK((*out)->Flush());
+  auto in = reader->Open("/unanswered.log");
+  REQUIRE_OK(in.status());
+  CHECK((*in)->Length() == data.size());
+
+  // The one DataNode of the second block goes away (the NameNode still counts it live).
+  auto blocks = reader->GetBlockLocations("/unanswered.log", 0, 0);
+  REQUIRE_OK(blocks.status());
+  REQUIRE(blocks->size() == 2);
+  REQUIRE(blocks->back().replicas.size() == 1);
+  const std::string uuid = blocks->back().replicas[0].uuid();
+  int stopped = -1;
+  for (int i = 0; i < (*mc)->num_datanodes(); ++i) {
+    if ((*mc)->datanode(i)->uuid() == uuid) stopped = i;
+  }
+  REQUIRE(stopped >= 0);
+  (*mc)->StopDataNode(stopped);
+  // The length falls back to the first, completed block: no error, the client logs why.
+  REQUIRE_OK((*in)->Refresh());
+  CHECK((*in)->Length() == (1u << 20));
+  auto late = reader->Open("/unanswered.log");
+  REQUIRE_OK(late.status());
+  CHECK((*late)->Length() == (1u << 20));
 }
