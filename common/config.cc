@@ -240,7 +240,8 @@ std::string DfsHome() {
 }
 
 Result<Config> Config::Load(const std::string& conf_file,
-                            const std::vector<std::pair<std::string, std::string>>& overrides) {
+                            const std::vector<std::pair<std::string, std::string>>& overrides,
+                            const std::string& system_file) {
   Config c;
   std::string path = conf_file;
   bool required = !path.empty();
@@ -251,6 +252,10 @@ Result<Config> Config::Load(const std::string& conf_file,
       required = true;
     } else {
       path = DfsHome() + "/dfs.conf";
+      // A user's own file wins; the machine's is what an installed lab shares.
+      if (::access(path.c_str(), F_OK) != 0 && !system_file.empty() && ::access(system_file.c_str(), F_OK) == 0) {
+        path = system_file;
+      }
     }
   }
   std::ifstream in(path);

@@ -2,7 +2,9 @@
 // documented default for every key, so no file is needed on one machine.
 //
 // Sources, later ones winning: built-in defaults; the file named by --conf, else
-// $DFS_CONF, else $DFS_HOME/dfs.conf if it exists; then -D key=value overrides.
+// $DFS_CONF, else $DFS_HOME/dfs.conf if it exists, else the machine's
+// /etc/dfs/dfs.conf if it exists (an installed lab: every user of the machine
+// finds the cluster); then -D key=value overrides.
 // The file format is one `key = value` per line with `#` comments (conf/dfs.conf
 // is the documented example). Values may use ${DFS_HOME} and a leading ~.
 // Sizes take k/m/g/t suffixes (powers of 1024); durations take ms/s/m/h (a bare
@@ -37,15 +39,20 @@ const std::vector<ConfigKey>& AllConfigKeys();
 // $DFS_HOME, or ~/.dfs.
 std::string DfsHome();
 
+// The machine-wide configuration file, read when no other is named or found.
+inline constexpr const char* kSystemConfFile = "/etc/dfs/dfs.conf";
+
 class Config {
  public:
   // Defaults only.
   Config() = default;
 
-  // Loads the file (or $DFS_CONF, or $DFS_HOME/dfs.conf when present) and applies
-  // `overrides`. Unknown keys and unparsable values are errors naming the line.
+  // Loads the file (or $DFS_CONF, or $DFS_HOME/dfs.conf when present, or
+  // `system_file` when present) and applies `overrides`. Unknown keys and
+  // unparsable values are errors naming the line.
   static Result<Config> Load(const std::string& conf_file,
-                             const std::vector<std::pair<std::string, std::string>>& overrides = {});
+                             const std::vector<std::pair<std::string, std::string>>& overrides = {},
+                             const std::string& system_file = kSystemConfFile);
 
   // Sets one key, checking that its value parses. Unknown keys are refused.
   Status Set(const std::string& key, const std::string& value);

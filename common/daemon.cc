@@ -14,7 +14,7 @@
 namespace dfs {
 
 void AddDaemonFlags(CLI::App* app, DaemonFlags* f) {
-  app->add_option("--conf,-c", f->conf_file, "configuration file (default: $DFS_CONF, else $DFS_HOME/dfs.conf if present)");
+  app->add_option("--conf,-c", f->conf_file, "configuration file (default: $DFS_CONF, else $DFS_HOME/dfs.conf, else /etc/dfs/dfs.conf, if present)");
   app->add_option("-D", f->defines, "override one configuration key: -D dfs.replication=2 (repeatable)");
   app->add_option("--port-file", f->port_file, "write the bound port(s) here as key=value lines (for scripts and tests)");
   app->add_flag("--dump-default-config", f->dump_config, "print every configuration key with its default and exit");

@@ -9,7 +9,7 @@ int main(int argc, char** argv) {
   CLI::App app{"dfs-fuse: mount the dfs namespace at a directory (FUSE3); `dfs umount <dir>` unmounts it"};
   app.add_option("mountpoint", a.mountpoint, "an existing empty directory")->required();
   app.add_option("--namenode,--fs", a.namenode, "the NameNode host:port (default: $DFS_NAMENODE, else fs.defaultFS)");
-  app.add_option("--conf,-c", a.conf_file, "configuration file (default: $DFS_CONF, else $DFS_HOME/dfs.conf)");
+  app.add_option("--conf,-c", a.conf_file, "configuration file (default: $DFS_CONF, else $DFS_HOME/dfs.conf, else /etc/dfs/dfs.conf, if present)");
   app.add_option("-D", defines, "set a configuration key (key=value), e.g. -D dfs.fuse.readahead=16m");
   app.add_option("-o", options, "FUSE mount options, comma-separated (allow_other, ro, ...)");
   app.add_flag("-f,--foreground", a.foreground, "stay in the foreground (logs to stderr)");

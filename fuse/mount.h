@@ -13,7 +13,7 @@ namespace dfs::fuse {
 struct MountArgs {
   std::string mountpoint;
   std::string namenode;   // host:port; empty: $DFS_NAMENODE, else fs.defaultFS
-  std::string conf_file;  // empty: $DFS_CONF, else $DFS_HOME/dfs.conf if present
+  std::string conf_file;  // empty: $DFS_CONF, else $DFS_HOME/dfs.conf, else /etc/dfs/dfs.conf, if present
   std::vector<std::pair<std::string, std::string>> overrides;  // -D key=value
   std::vector<std::string> fuse_options;                       // -o a,b
   bool foreground = false;

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config
   libboost-dev libprotobuf-dev protobuf-compiler librocksdb-dev libxxhash-dev
   libspdlog-dev libfmt-dev catch2 libcli11-dev libfuse3-dev fuse3
-  python3 iproute2
+  python3 iproute2 dpkg-dev file
 )
 
 missing=()

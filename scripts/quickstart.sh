@@ -11,7 +11,9 @@
 #
 # State lives under $DFS_HOME (default ~/.dfs): namenode/, datanodeN/, and
 # logs/ and pids/ with one file per daemon, so you can read or kill one node.
-# A $DFS_HOME/dfs.conf, if present, configures every daemon and the shell.
+# $DFS_HOME/dfs.conf configures every daemon and the shell; the first start
+# writes one for the local cluster (so an installed lab's /etc/dfs/dfs.conf
+# is not used), and an existing one is kept.
 #
 # Environment: DFS_HOME, DFS_DATANODES (default 3), DFS_DATANODE_BASE_PORT
 # (default 9866; DataNode i serves on base + 10*(i-1)), DFS_MOUNT (where to
@@ -105,12 +107,17 @@ fi
 [ -x "$BIN/dfs" ] || { echo "no dfs binaries in $BIN" >&2; exit 1; }
 
 mkdir -p "$LOGS" "$PIDS"
-if [ "$DFS_DATANODES" -lt 3 ] && [ ! -e "$DFS_HOME/dfs.conf" ]; then
-  # Fewer DataNodes than the default 3 replicas: a close needs 2 of them
-  # (dfs.namenode.replication.min), so ask for no more replicas than there are nodes.
-  printf '# written by scripts/quickstart.sh for %s DataNode(s)\ndfs.replication = %s\n' \
-    "$DFS_DATANODES" "$DFS_DATANODES" >"$DFS_HOME/dfs.conf"
-  say "==> Wrote $DFS_HOME/dfs.conf: dfs.replication = $DFS_DATANODES"
+if [ ! -e "$DFS_HOME/dfs.conf" ]; then
+  # The local cluster's own file, so that a machine's /etc/dfs/dfs.conf (an
+  # installed lab's, see doc/lab.md) does not point these daemons elsewhere.
+  {
+    printf '# written by scripts/quickstart.sh for a local cluster of %s DataNode(s)\n' "$DFS_DATANODES"
+    printf 'fs.defaultFS = dfs://127.0.0.1:8020\n'
+    # Fewer DataNodes than the default 3 replicas: a close needs 2 of them
+    # (dfs.namenode.replication.min), so ask for no more replicas than there are nodes.
+    if [ "$DFS_DATANODES" -lt 3 ]; then printf 'dfs.replication = %s\n' "$DFS_DATANODES"; fi
+  } >"$DFS_HOME/dfs.conf"
+  say "==> Wrote $DFS_HOME/dfs.conf"
 fi
 say "==> Starting a NameNode and $DFS_DATANODES DataNode(s) on 127.0.0.1 (state in $DFS_HOME)"
 start_daemon namenode "$BIN/dfs-namenode"

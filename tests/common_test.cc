@@ -1,5 +1,6 @@
 // Unit tests of common/: config parsing, paths, checksums, status.
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 
 #include <catch2/catch.hpp>
@@ -68,6 +69,44 @@ TEST_CASE("config files, overrides, unknown keys and bad values", "[common]") {
   CHECK_THAT(Config::Load(file).status().message(), Catch::Contains("bad value 'lots' for dfs.blocksize"));
   CHECK_FALSE(Config::Load(dir.path() + "/missing.conf").ok());
   CHECK_THAT(Config::DumpDefaults(), Catch::Contains("dfs.replication = 3"));
+}
+
+TEST_CASE("with no file named, a user's own dfs.conf wins over the machine's", "[common]") {
+  test::TempDir dir;
+  const std::string system_file = dir.path() + "/etc-dfs.conf";
+  {
+    std::ofstream out(system_file);
+    out << "dfs.replication = 2\nfs.defaultFS = dfs://server.lab:8020\n";
+  }
+  test::ScopedEnv home("DFS_HOME", (dir.path() + "/home").c_str());
+  test::ScopedEnv no_conf("DFS_CONF", nullptr);
+
+  // No $DFS_HOME/dfs.conf: the machine's file.
+  auto c = Config::Load("", {}, system_file);
+  REQUIRE_OK(c.status());
+  CHECK(c->source() == system_file);
+  CHECK(c->GetInt("dfs.replication") == 2);
+  CHECK(c->GetString("fs.defaultFS") == "dfs://server.lab:8020");
+
+  // Neither: the defaults.
+  c = Config::Load("", {}, dir.path() + "/absent.conf");
+  REQUIRE_OK(c.status());
+  CHECK(c->source().empty());
+  CHECK(c->GetInt("dfs.replication") == 3);
+
+  // The user's own file, even an empty one, replaces the machine's whole.
+  std::filesystem::create_directories(dir.path() + "/home");
+  { std::ofstream out(dir.path() + "/home/dfs.conf"); }
+  c = Config::Load("", {}, system_file);
+  REQUIRE_OK(c.status());
+  CHECK(c->source() == dir.path() + "/home/dfs.conf");
+  CHECK(c->GetInt("dfs.replication") == 3);
+
+  // So does $DFS_CONF.
+  test::ScopedEnv conf("DFS_CONF", system_file.c_str());
+  c = Config::Load("", {}, dir.path() + "/absent.conf");
+  REQUIRE_OK(c.status());
+  CHECK(c->GetInt("dfs.replication") == 2);
 }
 
 TEST_CASE("path validation refuses hostile names", "[common]") {

@@ -465,6 +465,9 @@ Result<std::unique_ptr<ProcessCluster>> ProcessCluster::Start(const Options& opt
   std::error_code ec;
   fs::create_directories(pc->dir() + "/logs", ec);
   fs::create_directories(pc->dir() + "/home", ec);
+  // The shells the tests run read this (empty) file, not the machine's
+  // /etc/dfs/dfs.conf of an installed lab.
+  std::ofstream(pc->dir() + "/home/dfs.conf").flush();
   pc->conf_file_ = pc->dir() + "/dfs.conf";
 
   pc->nn_.name = "namenode";

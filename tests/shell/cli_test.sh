@@ -26,10 +26,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# No user configuration may leak in; the user (and so the home directory) is fixed.
+# No user or machine configuration may leak in (an empty $DFS_HOME/dfs.conf
+# hides /etc/dfs/dfs.conf); the user (and so the home directory) is fixed.
 export DFS_HOME=$T/home DFS_USER=student
 unset DFS_CONF DFS_NAMENODE
 mkdir -p "$DFS_HOME" "$T/local"
+: >"$DFS_HOME/dfs.conf"
 L=$T/local
 ME=/user/student
 
